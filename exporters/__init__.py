@@ -1,0 +1,1 @@
+"""alertmail's log-metrics exporter: log lines in, Prometheus metrics out."""

@@ -1,0 +1,102 @@
+"""The exporter's HTTP side: /metrics from an explicit registry, /healthz, the tail task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from exporters.config import ExporterConfig
+from exporters.match import ChunkResult, Matcher
+from exporters.metrics import Store
+from exporters.tail import READ_SIZE, Splitter, Tailer
+
+log = logging.getLogger(__name__)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+STORE = web.AppKey("store", Store)
+TAILER = web.AppKey("tailer", Tailer)
+HEALTH = web.AppKey("health", dict)
+
+
+def create_app(cfg: ExporterConfig) -> web.Application:
+    registry = CollectorRegistry()
+    store = Store(cfg, registry)
+    app = web.Application()
+    app[REGISTRY] = registry
+    app[STORE] = store
+    app[TAILER] = Tailer(cfg, store)
+    app[HEALTH] = {"ok": True, "error": ""}
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.cleanup_ctx.append(_tail_ctx)
+    return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    health = request.app[HEALTH]
+    if not health["ok"]:
+        return web.Response(status=503, text=f"tailing stopped: {health['error']}\n")
+    return web.Response(text="ok\n")
+
+
+async def _tail_loop(app: web.Application, cfg: ExporterConfig) -> None:
+    tailer = app[TAILER]
+    loop = asyncio.get_running_loop()
+    last_save = loop.time()
+    try:
+        while True:
+            await asyncio.to_thread(tailer.poll)
+            if loop.time() - last_save >= cfg.positions_interval:
+                await asyncio.to_thread(tailer.save_positions)
+                last_save = loop.time()
+            await asyncio.sleep(cfg.poll_interval)
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        log.exception("tailing failed")
+        app[HEALTH].update(ok=False, error=str(e))
+
+
+def _stdin_reader(cfg: ExporterConfig, store: Store, matcher: Matcher, stop: threading.Event) -> None:
+    store.add_file("-")
+    splitter = Splitter(cfg.max_line_bytes)
+    fd = sys.stdin.fileno()
+    while not stop.is_set():
+        data = os.read(fd, READ_SIZE)
+        if not data:
+            break
+        whole, dropped = splitter.feed(data)
+        res = matcher.run(whole, cfg.max_line_bytes) if whole else ChunkResult()
+        res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
+        store.apply("-", res)
+
+
+async def _tail_ctx(app: web.Application) -> AsyncIterator[None]:
+    tailer = app[TAILER]
+    cfg = tailer.cfg
+    stop = threading.Event()
+    for source, matcher in zip(cfg.sources, tailer.matchers, strict=True):
+        if source.path == "-":
+            args = (cfg, app[STORE], matcher, stop)
+            threading.Thread(target=_stdin_reader, args=args, daemon=True).start()
+    task = asyncio.create_task(_tail_loop(app, cfg))
+    yield
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.to_thread(tailer.poll)  # read what is there, then remember where we are
+    await asyncio.to_thread(tailer.save_positions)
+    tailer.close()

@@ -1,0 +1,156 @@
+"""create_app(config) -> web.Application: routes, and long-lived resources in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from receiver.config import Config
+from receiver.delivery import EmailWorker
+from receiver.dispatcher import Dispatcher
+from receiver.errors import AlertmailError, ConfigError, StoreError
+from receiver.keys import DISPATCHER, EMAIL_WORKER, METRICS, RUNTIME, STORE
+from receiver.metrics import ReceiverMetrics
+from receiver.runtime import Runtime, build_runtime, reload_runtime
+from receiver.store_async import AsyncStore
+from receiver.webhook import handle_webhook
+
+log = logging.getLogger(__name__)
+
+TASKS = web.AppKey("tasks", list)
+PRUNE_EVERY = 3600.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready = can accept and store a webhook. Never depends on SMTP or Slack."""
+    store = request.app[STORE]
+    try:
+        await asyncio.wait_for(store.run(store.store.ping), timeout=5.0)
+    except (StoreError, TimeoutError) as exc:
+        return web.Response(status=503, text=f"store not writable: {exc}\n")
+    return web.Response(text="ready\n")
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    store = app[STORE]
+    try:
+        counts, oldest = await store.run(store.store.outbox_stats)
+        metrics.set_outbox(counts, oldest, app[DISPATCHER].clock())
+    except StoreError as exc:
+        log.warning("outbox gauges not updated: %s", exc)
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def reload_handler(request: web.Request) -> web.Response:
+    try:
+        await reload_app(request.app)
+    except ConfigError as exc:
+        return web.json_response({"status": "error", "error": str(exc)}, status=400)
+    return web.json_response({"status": "ok"})
+
+
+async def reload_app(app: web.Application) -> None:
+    """Re-read config and templates; a bad new config is refused and the old one kept."""
+    runtime = app[RUNTIME]
+    try:
+        new = await reload_runtime(runtime, app[METRICS])
+    except ConfigError as exc:
+        log.error("config reload refused, keeping the running config: %s", exc)
+        raise
+    runtime.replace_with(new)
+    app[EMAIL_WORKER].wake()
+    log.info("config reloaded from %s", runtime.config_path)
+
+
+async def status_page(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    counts, _ = await store.run(store.store.outbox_stats)
+    lines = ["alertmail", ""] + [f"{ch} {state}: {n}" for (ch, state), n in sorted(counts.items())]
+    return web.Response(text="\n".join(lines) + "\n")
+
+
+def _spawn(app: web.Application, coro: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_log_crash)
+    app[TASKS].append(task)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+async def _prune_loop(app: web.Application) -> None:
+    store = app[STORE]
+    while True:
+        retention = app[RUNTIME].config.storage.retention
+        try:
+            removed = await store.run(store.store.prune, time.time() - retention)
+            if removed:
+                log.info("pruned %d rows older than the retention", removed)
+        except AlertmailError as exc:
+            log.warning("pruning failed: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+def create_app(
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    clock: Callable[[], float] = time.time,
+    metrics: ReceiverMetrics | None = None,
+) -> web.Application:
+    metrics = metrics or ReceiverMetrics()
+    runtime = build_runtime(config, config_path, metrics)
+    # Bodies are read and bounded by the webhook handler itself (max_body can be reloaded).
+    app = web.Application(client_max_size=1 << 40)
+    app[RUNTIME] = runtime
+    app[METRICS] = metrics
+    app[TASKS] = []
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        store = await AsyncStore.open(config.storage.path)
+        app[STORE] = store
+        worker = EmailWorker(store, runtime, metrics, clock=clock)
+        dispatcher = Dispatcher(store, runtime, clock=clock, on_queued=worker.wake)
+        app[EMAIL_WORKER] = worker
+        app[DISPATCHER] = dispatcher
+        _spawn(app, dispatcher.run(), "alertmail-dispatcher")
+        _spawn(app, worker.run(), "alertmail-email-worker")
+        _spawn(app, _prune_loop(app), "alertmail-prune")
+        try:
+            yield
+        finally:
+            await worker.stop(app[RUNTIME].config.shutdown_timeout)
+            for task in app[TASKS]:
+                task.cancel()
+            await asyncio.gather(*app[TASKS], return_exceptions=True)
+            if app[RUNTIME].smtp is not None:
+                await app[RUNTIME].smtp.close()
+            with contextlib.suppress(StoreError):
+                await store.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/webhook", handle_webhook)
+    app.router.add_post("/webhook/{receiver}", handle_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/-/reload", reload_handler)
+    app.router.add_get("/", status_page)
+    return app

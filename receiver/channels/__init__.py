@@ -1,0 +1,1 @@
+"""Delivery channels: email (SMTP failover chain) and Slack."""

@@ -1,0 +1,108 @@
+"""SQLite schema versions. Index i migrates version i to i+1 (PRAGMA user_version)."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # v1
+    """
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        received_at REAL NOT NULL,
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',   -- pending | processed | duplicate
+        reason TEXT
+    );
+    CREATE INDEX notifications_pending ON notifications(state) WHERE state = 'pending';
+    CREATE INDEX notifications_received ON notifications(received_at);
+
+    -- The last notification accepted per group: the unique key duplicates are checked on.
+    CREATE TABLE group_last (
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (receiver, group_key)
+    );
+
+    CREATE TABLE alerts (
+        fingerprint TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        status TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        ends_at TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        last_notification_id INTEGER,
+        PRIMARY KEY (fingerprint, starts_at)
+    );
+    CREATE INDEX alerts_last_seen ON alerts(last_seen);
+
+    CREATE TABLE threads (
+        id INTEGER PRIMARY KEY,
+        route TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        closed_at REAL,
+        subject TEXT,
+        root_message_id TEXT
+    );
+    CREATE UNIQUE INDEX threads_open ON threads(route, group_key) WHERE closed_at IS NULL;
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        target TEXT NOT NULL,                 -- JSON list of recipients / Slack target name
+        kind TEXT NOT NULL,                   -- alert | digest | catchup | report | deadman | test
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,                  -- queued|sending|retrying|sent|superseded|dead
+        supersede_key TEXT,
+        thread_id INTEGER,
+        notification_id INTEGER,
+        message_id TEXT,
+        subject TEXT,
+        payload BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        received_at REAL NOT NULL,            -- when its webhook arrived (delivery latency)
+        next_attempt_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        server TEXT,
+        reply TEXT,
+        recipients_result TEXT,
+        finished_at REAL,
+        reason TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(channel, state, priority, next_attempt_at)
+        WHERE state IN ('queued', 'retrying');
+    CREATE INDEX outbox_supersede ON outbox(supersede_key)
+        WHERE state IN ('queued', 'retrying');
+    CREATE INDEX outbox_created ON outbox(created_at);
+
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        server TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        stage TEXT NOT NULL,
+        code INTEGER,
+        message TEXT NOT NULL,
+        elapsed REAL NOT NULL
+    );
+    CREATE INDEX attempts_outbox ON attempts(outbox_id);
+
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

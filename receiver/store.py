@@ -1,0 +1,529 @@
+"""The SQLite store: notifications, alert history, threads, outbox. The only SQL in alertmail.
+
+All access goes through one thread (``AsyncStore``), so there is a single writer and no
+SQLITE_BUSY between our own tasks. Webhook ingests arriving together are committed in one
+transaction (group commit): durability costs one fsync per batch, not per request.
+Another process (the ``alertmail outbox`` command) may open the same file: WAL and a busy
+timeout make that safe.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from receiver.errors import SchemaTooNewError, StoreError
+from receiver.schema import MIGRATIONS, SCHEMA_VERSION
+
+PENDING_STATES = ("queued", "retrying")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    received_at: float
+    receiver: str
+    group_key: str
+    status: str
+    dedup_key: str
+    payload: str
+    dedup_window: float
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    notification_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    id: int
+    route: str
+    group_key: str
+    opened_at: float
+    subject: str | None
+    root_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    channel: str
+    target: str
+    kind: str
+    priority: int
+    payload: bytes
+    received_at: float
+    supersede_key: str | None = None
+    thread_id: int | None = None
+    notification_id: int | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    state: str = "queued"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    fingerprint: str
+    starts_at: str
+    alertname: str
+    severity: str
+    status: str
+    labels: str
+    annotations: str
+    ends_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    channel: str
+    target: str
+    kind: str
+    priority: int
+    state: str
+    message_id: str | None
+    subject: str | None
+    payload: bytes
+    created_at: float
+    received_at: float
+    next_attempt_at: float
+    attempts: int
+    last_error: str | None
+    server: str | None
+    reply: str | None
+    recipients_result: str | None
+    finished_at: float | None
+    reason: str | None
+    thread_id: int | None
+    notification_id: int | None
+
+    @property
+    def recipients(self) -> list[str]:
+        if self.channel != "email":
+            return [self.target]
+        value = json.loads(self.target)
+        return [str(v) for v in value]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    server: str
+    ok: bool
+    stage: str
+    code: int | None
+    message: str
+    elapsed: float
+
+
+_OUTBOX_COLS = (
+    "id, channel, target, kind, priority, state, message_id, subject, payload, created_at, "
+    "received_at, next_attempt_at, attempts, last_error, server, reply, recipients_result, "
+    "finished_at, reason, thread_id, notification_id"
+)
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(*r[:8], bytes(r[8]), *r[9:])
+
+
+class Store:
+    """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a webhook answered 200 survives power loss, not only a process crash.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        self._migrate()
+
+    # -- schema -----------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise SchemaTooNewError(str(self.path), version, SCHEMA_VERSION)
+        if version == SCHEMA_VERSION:
+            return
+        if version > 0:
+            self._backup(self.path.with_name(f"{self.path.name}.v{version}.bak"))
+        for target in range(version, SCHEMA_VERSION):
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {MIGRATIONS[target]}; PRAGMA user_version={target + 1}; "
+                    "COMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: migration to v{target + 1} failed: {exc}") from exc
+
+    def _backup(self, dest: Path) -> None:
+        with sqlite3.connect(str(dest)) as copy:
+            self._db.backup(copy)
+        copy.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+    # -- ingest -----------------------------------------------------------------------
+    def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
+        out: list[IngestResult] = []
+        with self._tx() as db:
+            for it in items:
+                last = db.execute(
+                    "SELECT dedup_key, received_at FROM group_last WHERE receiver=? AND group_key=?",
+                    (it.receiver, it.group_key),
+                ).fetchone()
+                duplicate = (
+                    last is not None
+                    and last[0] == it.dedup_key
+                    and it.received_at - last[1] < it.dedup_window
+                )
+                cur = db.execute(
+                    "INSERT INTO notifications (received_at, receiver, group_key, status, "
+                    "dedup_key, payload, state, reason) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        it.received_at, it.receiver, it.group_key, it.status, it.dedup_key,
+                        it.payload, "duplicate" if duplicate else "pending",
+                        "same alerts as the last notification of this group" if duplicate else None,
+                    ),
+                )
+                if not duplicate:
+                    db.execute(
+                        "INSERT INTO group_last (receiver, group_key, dedup_key, received_at) "
+                        "VALUES (?,?,?,?) ON CONFLICT (receiver, group_key) DO UPDATE SET "
+                        "dedup_key=excluded.dedup_key, received_at=excluded.received_at",
+                        (it.receiver, it.group_key, it.dedup_key, it.received_at),
+                    )
+                out.append(IngestResult(int(cur.lastrowid or 0), duplicate))
+        return out
+
+    def pending_notifications(self, limit: int = 100) -> list[tuple[int, float, str, str]]:
+        """(id, received_at, receiver, payload) of notifications not yet routed."""
+        rows = self._db.execute(
+            "SELECT id, received_at, receiver, payload FROM notifications WHERE state='pending' "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(int(r[0]), float(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    # -- threads ----------------------------------------------------------------------
+    def open_thread(self, route: str, group_key: str, now: float, max_age: float) -> Thread:
+        """The open thread of (route, group), or a new one: an incident lasts at most max_age."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, route, group_key, opened_at, subject, root_message_id FROM threads "
+                "WHERE route=? AND group_key=? AND closed_at IS NULL",
+                (route, group_key),
+            ).fetchone()
+            if row is not None and now - row[3] < max_age:
+                return Thread(*row)
+            if row is not None:
+                db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
+            cur = db.execute(
+                "INSERT INTO threads (route, group_key, opened_at) VALUES (?,?,?)",
+                (route, group_key, now),
+            )
+            return Thread(int(cur.lastrowid or 0), route, group_key, now, None, None)
+
+    def thread(self, thread_id: int) -> Thread | None:
+        row = self._db.execute(
+            "SELECT id, route, group_key, opened_at, subject, root_message_id FROM threads "
+            "WHERE id=?",
+            (thread_id,),
+        ).fetchone()
+        return Thread(*row) if row else None
+
+    # -- dispatch ---------------------------------------------------------------------
+    def commit_dispatch(
+        self,
+        notification_id: int,
+        now: float,
+        messages: Sequence[NewMessage],
+        alerts: Sequence[AlertRecord],
+        thread_roots: Iterable[tuple[int, str, str]] = (),
+        close_threads: Iterable[int] = (),
+        reason: str | None = None,
+    ) -> list[int]:
+        """One transaction: supersede stale messages, queue new ones, record history."""
+        ids: list[int] = []
+        with self._tx() as db:
+            for thread_id, subject, root in thread_roots:
+                db.execute(
+                    "UPDATE threads SET subject=COALESCE(subject, ?), "
+                    "root_message_id=COALESCE(root_message_id, ?) WHERE id=?",
+                    (subject, root, thread_id),
+                )
+            for m in messages:
+                ids.append(self._insert_message(db, m, now))
+            for a in alerts:
+                db.execute(
+                    "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
+                    "labels, annotations, ends_at, first_seen, last_seen, last_notification_id) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint, starts_at) DO UPDATE "
+                    "SET status=excluded.status, annotations=excluded.annotations, "
+                    "ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
+                    "last_notification_id=excluded.last_notification_id",
+                    (
+                        a.fingerprint, a.starts_at, a.alertname, a.severity, a.status, a.labels,
+                        a.annotations, a.ends_at, now, now, notification_id,
+                    ),
+                )
+            for thread_id in close_threads:
+                db.execute(
+                    "UPDATE threads SET closed_at=? WHERE id=? AND closed_at IS NULL",
+                    (now, thread_id),
+                )
+            db.execute(
+                "UPDATE notifications SET state='processed', reason=? WHERE id=?",
+                (reason, notification_id),
+            )
+        return ids
+
+    def enqueue(self, messages: Sequence[NewMessage], now: float) -> list[int]:
+        with self._tx() as db:
+            return [self._insert_message(db, m, now) for m in messages]
+
+    @staticmethod
+    def _insert_message(db: sqlite3.Connection, m: NewMessage, now: float) -> int:
+        if m.supersede_key is not None and m.state == "queued":
+            db.execute(
+                "UPDATE outbox SET state='superseded', finished_at=?, "
+                "reason='a newer message for the same thread and recipients was queued' "
+                "WHERE supersede_key=? AND state IN ('queued','retrying')",
+                (now, m.supersede_key),
+            )
+        cur = db.execute(
+            "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "
+            "thread_id, notification_id, message_id, subject, payload, created_at, "
+            "received_at, next_attempt_at, reason, finished_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                m.channel, m.target, m.kind, m.priority, m.state, m.supersede_key, m.thread_id,
+                m.notification_id, m.message_id, m.subject, m.payload, now, m.received_at, now,
+                m.reason, None if m.state == "queued" else now,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    # -- delivery ---------------------------------------------------------------------
+    def recover_sending(self) -> int:
+        """After a crash, messages caught mid-send go back to the queue (at-least-once)."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET state='queued' WHERE state='sending'"
+            ).rowcount
+
+    def claim_due(self, channel: str, now: float, limit: int) -> list[OutboxRow]:
+        """Due messages, most urgent first, marked as sending."""
+        if limit <= 0:
+            return []
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE outbox SET state='sending' WHERE id IN (SELECT id FROM outbox "
+                f"WHERE channel=? AND state IN ('queued','retrying') AND next_attempt_at<=? "
+                f"ORDER BY priority, id LIMIT ?) RETURNING {_OUTBOX_COLS}",
+                (channel, now, limit),
+            ).fetchall()
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.priority, r.id))
+
+    def next_due_at(self, channel: str) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE channel=? "
+            "AND state IN ('queued','retrying')",
+            (channel,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def finish_attempt(
+        self,
+        outbox_id: int,
+        now: float,
+        state: str,
+        attempts: Sequence[AttemptRecord],
+        *,
+        server: str | None = None,
+        reply: str | None = None,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+        recipients_result: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            for a in attempts:
+                db.execute(
+                    "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
+                    "elapsed) VALUES (?,?,?,?,?,?,?,?)",
+                    (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
+                )
+            done = state in ("sent", "dead")
+            db.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
+                "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
+                "next_attempt_at=COALESCE(?, next_attempt_at), "
+                "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
+                "finished_at=? WHERE id=?",
+                (
+                    state, server, reply, error, next_attempt_at, recipients_result, reason,
+                    now if done else None, outbox_id,
+                ),
+            )
+
+    # -- operator commands --------------------------------------------------------------
+    def list_outbox(
+        self, states: Sequence[str] | None = None, limit: int = 100, channel: str | None = None
+    ) -> list[OutboxRow]:
+        where, args = [], []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if channel:
+            where.append("channel=?")
+            args.append(channel)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT {_OUTBOX_COLS} FROM outbox {clause} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_outbox_row(r) for r in rows]
+
+    def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        row = self._db.execute(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (outbox_id,)
+        ).fetchone()
+        return _outbox_row(row) if row else None
+
+    def attempts_of(self, outbox_id: int) -> list[tuple[float, AttemptRecord]]:
+        rows = self._db.execute(
+            "SELECT at, server, ok, stage, code, message, elapsed FROM attempts "
+            "WHERE outbox_id=? ORDER BY id",
+            (outbox_id,),
+        ).fetchall()
+        return [(float(r[0]), AttemptRecord(r[1], bool(r[2]), *r[3:])) for r in rows]
+
+    def requeue(self, now: float, outbox_id: int | None = None, *, dead: bool = False) -> int:
+        """Put dead/retrying messages back in the queue now (like ``postqueue -f``)."""
+        with self._tx() as db:
+            if outbox_id is not None:
+                return db.execute(
+                    "UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
+                    "finished_at=NULL, reason=NULL WHERE id=? AND state IN "
+                    "('dead','retrying','queued','superseded')",
+                    (now, now, outbox_id),
+                ).rowcount
+            states = "('dead')" if dead else "('retrying')"
+            return db.execute(
+                f"UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
+                f"finished_at=NULL, reason=NULL WHERE state IN {states}",
+                (now, now),
+            ).rowcount
+
+    def drop(self, outbox_id: int, now: float) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET state='dead', finished_at=?, reason='dropped by operator' "
+                "WHERE id=? AND state IN ('queued','retrying','dead')",
+                (now, outbox_id),
+            ).rowcount
+
+    # -- status -----------------------------------------------------------------------
+    def outbox_stats(self) -> tuple[dict[tuple[str, str], int], dict[str, float]]:
+        counts = {
+            (str(r[0]), str(r[1])): int(r[2])
+            for r in self._db.execute(
+                "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state"
+            )
+        }
+        oldest = {
+            str(r[0]): float(r[1])
+            for r in self._db.execute(
+                "SELECT channel, MIN(created_at) FROM outbox WHERE state IN "
+                "('queued','retrying','sending') GROUP BY channel"
+            )
+        }
+        return counts, oldest
+
+    def ping(self) -> None:
+        """Proves the database can take a write (for /readyz)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO kv (key, value) VALUES ('readyz', '1') "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value"
+            )
+
+    def kv_get(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    def prune(self, before: float) -> int:
+        """Drop history and finished messages older than ``before`` (storage.retention)."""
+        with self._tx() as db:
+            n = db.execute(
+                "DELETE FROM outbox WHERE finished_at IS NOT NULL AND finished_at < ? "
+                "AND state IN ('sent','superseded','dead')",
+                (before,),
+            ).rowcount
+            n += db.execute(
+                "DELETE FROM notifications WHERE received_at < ? AND state != 'pending'", (before,)
+            ).rowcount
+            n += db.execute("DELETE FROM alerts WHERE last_seen < ?", (before,)).rowcount
+            n += db.execute(
+                "DELETE FROM threads WHERE closed_at IS NOT NULL AND closed_at < ?", (before,)
+            ).rowcount
+            db.execute("DELETE FROM group_last WHERE received_at < ?", (before,))
+        return n
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self._path}: cannot start a write: {exc}") from exc
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self._path}: write failed: {exc}") from exc
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self._path}: commit failed: {err}") from err

@@ -1,0 +1,133 @@
+"""POST /webhook[/{receiver}]: authenticate, bound, parse, store, answer. Nothing more.
+
+Alertmanager retries 5xx but never a 4xx, so a valid notification is never refused:
+only bodies that cannot be a v4 notification get 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from receiver.config import WebhookAuth
+from receiver.errors import PayloadError, StoreError
+from receiver.keys import DISPATCHER, METRICS, RUNTIME, STORE
+from receiver.matchers import unquote_receiver
+from receiver.model import parse_notification
+from receiver.store import IngestItem
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"status": "error", "error": message}, status=status, headers=headers)
+
+
+def check_auth(auth: WebhookAuth | None, header: str | None) -> bool:
+    """Constant-time check of what Alertmanager's http_config sends."""
+    if auth is None:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    ok = False
+    if auth.bearer_token is not None and scheme.lower() == "bearer":
+        ok = hmac.compare_digest(
+            value.encode(), auth.bearer_token.get_secret_value().encode()
+        )
+    if auth.basic_auth is not None and scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        expected = auth.basic_auth.password
+        pw = expected.get_secret_value() if expected is not None else ""
+        # Both compared every time so timing says nothing about which part was wrong.
+        user_ok = hmac.compare_digest(user.encode(), auth.basic_auth.username.encode())
+        pw_ok = hmac.compare_digest(password.encode(), pw.encode())
+        ok = user_ok and pw_ok
+    return ok
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    buf = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            return None
+    return bytes(buf)
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    app = request.app
+    runtime = app[RUNTIME]
+    metrics = app[METRICS]
+    config = runtime.config
+    path_receiver = request.match_info.get("receiver")
+    label = unquote_receiver(path_receiver) if path_receiver else ""
+
+    if not check_auth(config.auth, request.headers.get("Authorization")):
+        metrics.webhooks.labels(label, "unauthorized").inc()
+        scheme = "Basic" if config.auth and config.auth.basic_auth else "Bearer"
+        return _error(401, "missing or wrong credentials",
+                      **{"WWW-Authenticate": f'{scheme} realm="alertmail"'})
+
+    body = await _read_bounded(request, config.max_body)
+    if body is None:
+        metrics.webhooks.labels(label, "too_large").inc()
+        return _error(413, f"body larger than max_body ({config.max_body} bytes); "
+                      "set max_alerts in alertmanager.yml")
+    try:
+        raw: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        metrics.webhooks.labels(label, "invalid").inc()
+        return _error(400, f"body is not JSON: {exc}")
+    try:
+        n = parse_notification(raw, receiver_override=label or None)
+    except PayloadError as exc:
+        metrics.webhooks.labels(label, "invalid").inc()
+        return _error(400, f"not an Alertmanager v4 notification: {exc}")
+
+    label = n.receiver
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = json.dumps(raw)
+    clock = app[DISPATCHER].clock
+    item = IngestItem(
+        received_at=clock(),
+        receiver=n.receiver,
+        group_key=n.group_key,
+        status=n.status,
+        dedup_key=n.dedup_key(),
+        payload=text,
+        dedup_window=config.dedup_window,
+    )
+    try:
+        result = await app[STORE].ingest(item)
+    except StoreError as exc:
+        log.error("cannot store notification for %s: %s", n.group_key, exc)
+        metrics.webhooks.labels(label, "store_error").inc()
+        return _error(503, "cannot store the notification now; retry")
+
+    if result.duplicate:
+        metrics.webhooks.labels(label, "duplicate").inc()
+        metrics.deliveries.labels("email", "duplicate").inc()
+    else:
+        metrics.webhooks.labels(label, "accepted").inc()
+        firing = len(n.firing)
+        metrics.alerts.labels("firing").inc(firing)
+        metrics.alerts.labels("resolved").inc(len(n.alerts) - firing)
+        app[DISPATCHER].wake()
+    return web.json_response(
+        {"status": "ok", "id": result.notification_id, "duplicate": result.duplicate}
+    )

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from receiver.errors import SchemaTooNewError
+from receiver.schema import SCHEMA_VERSION
+from receiver.store import AttemptRecord, IngestItem, NewMessage, Store
+from receiver.store_async import AsyncStore
+
+
+def item(group: str = "g", key: str = "k", at: float = 1000.0) -> IngestItem:
+    return IngestItem(at, "rcv", group, "firing", key, "{}", dedup_window=120.0)
+
+
+def msg(supersede: str | None = "t1", priority: int = 0, payload: bytes = b"x") -> NewMessage:
+    return NewMessage(channel="email", target='["a@example.com"]', kind="alert",
+                      priority=priority, payload=payload, received_at=1.0,
+                      supersede_key=supersede)
+
+
+def test_duplicates_within_window_by_group(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    r = s.ingest_batch([item(at=1000), item(at=1060), item(key="k2", at=1070),
+                        item(at=1080), item(at=1300), item(group="h", at=1301)])
+    assert [x.duplicate for x in r] == [False, True, False, False, False, False]
+    # Duplicates are recorded with a reason, not dropped.
+    assert len(s.pending_notifications()) == 5
+
+
+def test_schema_version_and_refusing_newer(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaTooNewError, match="newer than this alertmail supports"):
+        Store(path)
+
+
+def test_claim_orders_by_priority_and_supersede(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    s.enqueue([msg("t1", 2, b"old"), msg("t2", 2, b"warn")], now=10)
+    s.enqueue([msg("t1", 2, b"new"), msg(None, 0, b"crit")], now=11)
+    rows = s.claim_due("email", now=20, limit=10)
+    assert [r.payload for r in rows] == [b"crit", b"warn", b"new"]
+    states = {r.payload: r.state for r in s.list_outbox()}
+    assert states[b"old"] == "superseded"
+    assert all(states[p] == "sending" for p in (b"crit", b"warn", b"new"))
+    # Nothing more is due while they are being sent.
+    assert s.claim_due("email", now=30, limit=10) == []
+
+
+def test_crash_recovery_and_attempt_history(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    s = Store(path)
+    (oid,) = s.enqueue([msg()], now=1)
+    s.claim_due("email", now=2, limit=1)
+    s.close()
+    s = Store(path)  # "restart": the message caught mid-send is queued again
+    assert s.recover_sending() == 1
+    (row,) = s.claim_due("email", now=3, limit=1)
+    s.finish_attempt(row.id, 4, "retrying", [AttemptRecord("h:25", False, "connect", None,
+                                                           "refused", 0.1)],
+                     error="refused", next_attempt_at=100)
+    assert s.claim_due("email", now=50, limit=1) == []
+    assert s.next_due_at("email") == 100
+    (row,) = s.claim_due("email", now=100, limit=1)
+    s.finish_attempt(row.id, 101, "sent", [AttemptRecord("h:25", True, "data", 250, "ok", 0.1)],
+                     server="h:25", reply="250 ok")
+    done = s.get_outbox(oid)
+    assert done is not None and done.state == "sent" and done.attempts == 2
+    assert done.last_error == "refused" and done.reply == "250 ok"
+    assert [a.stage for _, a in s.attempts_of(oid)] == ["connect", "data"]
+
+
+def test_requeue_drop_and_prune(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    a, b = s.enqueue([msg(None), msg(None)], now=1)
+    for row in s.claim_due("email", 2, 2):
+        s.finish_attempt(row.id, 3, "dead", [], reason="550")
+    assert s.requeue(5, dead=True) == 2
+    assert s.drop(a, 6) == 1
+    assert {r.id: r.state for r in s.list_outbox()} == {a: "dead", b: "queued"}
+    assert s.prune(before=10) >= 1
+    assert [r.id for r in s.list_outbox()] == [b]
+
+
+def test_migration_backs_up_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import receiver.store as store_mod
+
+    path = tmp_path / "a.db"
+    s = Store(path)
+    s.enqueue([msg()], now=1)
+    s.close()
+    v2 = "ALTER TABLE outbox ADD COLUMN note TEXT"
+    monkeypatch.setattr(store_mod, "MIGRATIONS", (*store_mod.MIGRATIONS, v2))
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = Store(path)
+    assert upgraded.schema_version == SCHEMA_VERSION + 1
+    assert len(upgraded.list_outbox()) == 1  # data kept
+    backup = tmp_path / f"a.db.v{SCHEMA_VERSION}.bak"
+    old = sqlite3.connect(backup)
+    assert old.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert old.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    old.close()
+
+
+async def test_concurrent_ingests_share_commits(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "a.db")
+    calls = 0
+    original = store.store.ingest_batch
+
+    def counting(items: list[IngestItem]) -> object:
+        nonlocal calls
+        calls += 1
+        return original(items)
+
+    store.store.ingest_batch = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(store.ingest(item(group=f"g{i}")) for i in range(200)))
+    assert len({r.notification_id for r in results}) == 200
+    assert calls < 200  # group commit: fewer transactions than requests
+    await store.close()
