@@ -124,7 +124,9 @@ def batch_pattern(regex: str) -> re.Pattern[bytes]:
     state = parsed.state
     flags = int(state.flags)
     body = _rewrite(state, parsed, flags)
-    tail = sre_parse.SubPattern(state, [(C.IN, list(_NOT_NL))])
+    # `.` (sre's fast ANY loop) unless (?s) is global, where it would also match \n
+    dot = (C.IN, list(_NOT_NL)) if flags & re.DOTALL else (C.ANY, None)
+    tail = sre_parse.SubPattern(state, [dot])
     body.data.append((C.MAX_REPEAT, (0, C.MAXREPEAT, tail)))
     body.data.append((C.LITERAL, NL))
     pattern: re.Pattern[bytes] = sre_compile.compile(body, 0)

@@ -12,8 +12,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from receiver.channels.email import Attempt, PermanentFailure, SendResult, TemporaryFailure
+from receiver.errors import StoreError
 from receiver.metrics import ReceiverMetrics
 from receiver.render import envelope_address
 from receiver.runtime import Runtime
@@ -70,19 +72,27 @@ class EmailWorker:
                         recovered)
         while not self._stopping:
             self._wake.clear()
-            smtp = self.runtime.config.smtp
-            if smtp is not None and self.runtime.smtp is not None:
-                free = smtp.pool.max_connections - len(self._inflight)
-                rows = await self.store.run(
-                    self.store.store.claim_due, "email", self.clock(), free
-                )
-                for row in rows:
-                    task = asyncio.create_task(self._send(row), name=f"send-{row.id}")
-                    self._inflight.add(task)
-                    task.add_done_callback(self._done)
-                if rows and len(self._inflight) < smtp.pool.max_connections:
+            try:
+                if await self._claim_and_start():
                     continue  # there may be more due right now
-            await self._sleep()
+                await self._sleep()
+            except StoreError as exc:
+                # The database is busy or failing: the queue is still there; try again soon.
+                log.error("outbox not readable, retrying: %s", exc)
+                await asyncio.sleep(IDLE_POLL)
+
+    async def _claim_and_start(self) -> bool:
+        """Start sends for due messages; True when every free slot was filled."""
+        smtp = self.runtime.config.smtp
+        if smtp is None or self.runtime.smtp is None:
+            return False
+        free = smtp.pool.max_connections - len(self._inflight)
+        rows = await self.store.run(self.store.store.claim_due, "email", self.clock(), free)
+        for row in rows:
+            task = asyncio.create_task(self._send(row), name=f"send-{row.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        return bool(rows) and len(self._inflight) < smtp.pool.max_connections
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -102,7 +112,6 @@ class EmailWorker:
         smtp_cfg = self.runtime.config.smtp
         chain = self.runtime.smtp
         assert smtp_cfg is not None and chain is not None
-        store = self.store.store
         sender = envelope_address(smtp_cfg.from_)
         try:
             result = await chain.send(row.payload, sender, row.recipients)
@@ -111,9 +120,8 @@ class EmailWorker:
         except PermanentFailure as exc:
             reason = f"permanent failure: {exc}"
             log.error("message %d is dead: %s", row.id, exc)
-            await self.store.run(
-                store.finish_attempt, row.id, self.clock(), "dead", _records(exc.attempts),
-                error=str(exc), reason=reason,
+            await self._record(
+                row.id, "dead", _records(exc.attempts), error=str(exc), reason=reason,
                 recipients_result=json.dumps(exc.rejected) if exc.rejected else None,
             )
             self.metrics.deliveries.labels("email", "dead").inc()
@@ -129,9 +137,8 @@ class EmailWorker:
         now = self.clock()
         results = {addr: "250 accepted" for addr in result.accepted}
         results.update(result.rejected)
-        await self.store.run(
-            self.store.store.finish_attempt, row.id, now, "sent", _records(result.attempts),
-            server=result.server, reply=result.reply, recipients_result=json.dumps(results),
+        await self._record(
+            row.id, "sent", _records(result.attempts), server=result.server, reply=result.reply, recipients_result=json.dumps(results),
         )
         self.metrics.deliveries.labels("email", "sent").inc()
         self.metrics.latency.labels("email").observe(max(0.0, now - row.received_at))
@@ -146,18 +153,31 @@ class EmailWorker:
         now = self.clock()
         retry = smtp_cfg.retry
         delay = backoff_delay(row.attempts + 1, retry.initial, retry.max, self.rand())
-        store = self.store.store
         if now + delay - row.created_at > retry.give_up_after:
             reason = f"gave up after {retry.give_up_after:.0f}s; last error: {error}"
             log.error("message %d is dead: %s", row.id, reason)
-            await self.store.run(store.finish_attempt, row.id, now, "dead", attempts,
-                                 error=error, reason=reason)
+            await self._record(row.id, "dead", attempts, error=error, reason=reason)
             self.metrics.deliveries.labels("email", "dead").inc()
             return
         log.warning("message %d not sent (%s); retrying in %.1fs", row.id, error, delay)
-        await self.store.run(store.finish_attempt, row.id, now, "retrying", attempts,
-                             error=error, next_attempt_at=now + delay)
+        await self._record(row.id, "retrying", attempts, error=error,
+                           next_attempt_at=now + delay)
         self.metrics.deliveries.labels("email", "retry").inc()
+
+    async def _record(self, outbox_id: int, state: str, attempts: list[AttemptRecord],
+                      **fields: Any) -> None:
+        """Write an outcome, riding out a busy database: losing it would resend the message."""
+        for wait in (0.1, 0.5, 1.0, 2.0, 5.0, 10.0):
+            try:
+                await self.store.run(self.store.store.finish_attempt, outbox_id, self.clock(),
+                                     state, attempts, **fields)
+                return
+            except StoreError as exc:
+                log.warning("recording message %d as %s failed (%s); retrying", outbox_id,
+                            state, exc)
+                await asyncio.sleep(wait)
+        log.error("message %d stays 'sending' until restart: its outcome could not be stored",
+                  outbox_id)
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; give in-flight sends ``timeout`` seconds, then cancel them."""

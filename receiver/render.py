@@ -19,7 +19,7 @@ import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from receiver.errors import TemplateError
-from receiver.model import Notification, parse_notification
+from receiver.model import Notification
 from receiver.render_context import (
     MAX_ALERTS,
     Detail,
@@ -41,6 +41,7 @@ from receiver.render_context import (
     one_line,
     subject_context,
 )
+from receiver.render_samples import sample_notifications
 from receiver.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,8 @@ def envelope_address(sender: str) -> str:
 
 def make_message_id(sender: str) -> str:
     """``<uuid4hex.timestamp@domain-of-sender>``: the sender's domain keeps spam filters calm."""
-    domain = envelope_address(sender).rpartition("@")[2]
-    if not _DOMAIN_RE.match(domain):
+    local, at, domain = envelope_address(sender).rpartition("@")
+    if not (local and at and _DOMAIN_RE.match(domain)):
         domain = "alertmail.invalid"
     return f"<{uuid.uuid4().hex}.{int(time.time())}@{domain}>"
 
@@ -165,8 +166,17 @@ class Renderer:
     # --- alert emails ---------------------------------------------------------------------
 
     def thread_subject(self, n: Notification) -> str:
-        subject = self.render_string("alert.subject.j2", **subject_context(n))
-        return header_value(subject, MAX_SUBJECT) or "[alertmail] alerts"
+        """Never raises: callers use it on their fallback path when a body template broke.
+
+        A broken subject template (reported by check()) falls back to the built-in wording.
+        """
+        ctx = subject_context(n)
+        try:
+            subject = header_value(self.render_string("alert.subject.j2", **ctx), MAX_SUBJECT)
+        except TemplateError as exc:
+            log.error("subject template failed, using the built-in subject: %s", exc)
+            subject = ""
+        return subject or header_value(f"[alertmail] {ctx['title']}", MAX_SUBJECT)
 
     def alert_bodies(
         self, n: Notification, *, now: datetime, graph_cids: Mapping[str, str] = {}
@@ -272,8 +282,10 @@ class Renderer:
         if errors:
             return errors
         now = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
-        for sample in _samples(now):
+        for sample in sample_notifications(now):
             try:
+                # thread_subject() hides subject errors (see there); check() must not.
+                self.render_string("alert.subject.j2", **subject_context(sample))
                 self.alert_email(
                     sample,
                     sender="Alerts <alerts@example.com>",
@@ -337,52 +349,3 @@ class Renderer:
                 filename=header_value(image.filename, 100) or "image",
                 disposition="inline",
             )
-
-
-def _samples(now: datetime) -> list[Notification]:
-    """Notifications check() renders: firing+resolved mix, resolved only, and empty."""
-    started = (now - timedelta(minutes=12)).isoformat().replace("+00:00", "Z")
-    ended = (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
-
-    def alert(status: str, service: str, severity: str) -> dict[str, Any]:
-        return {
-            "status": status,
-            "labels": {"alertname": "HighErrorRate", "service": service, "severity": severity},
-            "annotations": {
-                "summary": f"High error rate on {service}",
-                "description": f"{service} logs errors.\nSecond line.",
-                "runbook_url": "https://runbooks.example.com/high-error-rate",
-                "dashboard": "https://grafana.example.com/d/abc",
-            },
-            "startsAt": started,
-            "endsAt": ended if status == "resolved" else "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=up",
-            "fingerprint": f"{service}{severity}",
-        }
-
-    def payload(alerts: list[dict[str, Any]], truncated: int = 0) -> Notification:
-        return parse_notification(
-            {
-                "receiver": "sample",
-                "status": "firing",
-                "alerts": alerts,
-                "groupLabels": {"alertname": "HighErrorRate"},
-                "commonLabels": {"alertname": "HighErrorRate"},
-                "commonAnnotations": {},
-                "externalURL": "http://alertmanager.example.com:9093",
-                "version": "4",
-                "groupKey": '{}:{alertname="HighErrorRate"}',
-                "truncatedAlerts": truncated,
-            }
-        )
-
-    mixed = [
-        alert("firing", "api", "critical"),
-        alert("firing", "db", "warning"),
-        alert("resolved", "worker", "critical"),
-    ]
-    return [
-        payload(mixed, truncated=2),
-        payload([alert("resolved", "api", "critical")]),
-        payload([]),
-    ]

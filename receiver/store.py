@@ -140,13 +140,13 @@ class Store:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+                str(path), isolation_level=None, check_same_thread=False, timeout=2.0
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: a webhook answered 200 survives power loss, not only a process crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA busy_timeout=2000")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
         self._migrate()

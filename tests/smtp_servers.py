@@ -20,7 +20,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "HOST",
     "FaultServer",
     "Received",
+    "Responder",
     "Sink",
     "closed_port",
     "garbage_server",
@@ -41,6 +42,7 @@ __all__ = [
     "hanging_server",
     "raw_server",
     "self_signed_cert",
+    "server_tls_context",
     "smtp_sink",
 ]
 
@@ -52,6 +54,7 @@ class Received:
     data: bytes  # the message as received, line endings as sent (CRLF)
     mail_options: list[str]
     login: str | None  # the AUTH user of the session, if any
+    tls: bool  # whether the session was encrypted (STARTTLS or implicit TLS)
 
 
 @dataclass
@@ -63,8 +66,8 @@ class Sink:
     messages: list[Received] = field(default_factory=list)
     connections: int = 0  # TCP connections opened by clients
     peak_connections: int = 0  # most connections open at the same time
+    active: int = 0  # connections open right now
     auth_failures: int = 0
-    _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -74,12 +77,12 @@ class Sink:
     def _opened(self) -> None:
         with self._lock:
             self.connections += 1
-            self._active += 1
-            self.peak_connections = max(self.peak_connections, self._active)
+            self.active += 1
+            self.peak_connections = max(self.peak_connections, self.active)
 
     def _closed(self) -> None:
         with self._lock:
-            self._active -= 1
+            self.active -= 1
 
 
 class _Handler:
@@ -97,7 +100,7 @@ class _Handler:
         self.data_reply = data_reply
         self.data_delay = data_delay
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if address.lower() in self.reject:
@@ -107,24 +110,27 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         if self.data_reply is not None:
             return self.data_reply
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else None
-        data = envelope.original_content or b""
+        tls = server.transport is not None and bool(server.transport.get_extra_info("sslcontext"))
         received = Received(
-            str(envelope.mail_from), list(envelope.rcpt_tos), data, list(envelope.mail_options), login
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            mail_options=list(envelope.mail_options),
+            login=login,
+            tls=tls,
         )
         self.sink.messages.append(received)
         return f"250 2.0.0 Ok: queued as {len(self.sink.messages)}"
 
 
-class _CountingSMTP(SMTP):  # type: ignore[misc]
+class _CountingSMTP(SMTP):
     def __init__(self, sink: Sink | None, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sink = sink
@@ -138,7 +144,7 @@ class _CountingSMTP(SMTP):  # type: ignore[misc]
         super().connection_lost(error)
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     """aiosmtpd's Controller on port 0 that counts the connections clients open."""
 
     def __init__(self, sink: Sink, handler: _Handler, **kwargs: Any) -> None:
@@ -172,6 +178,7 @@ async def smtp_sink(
     starttls: ssl.SSLContext | None = None,
     require_starttls: bool = False,
     implicit_tls: ssl.SSLContext | None = None,
+    session_timeout: float = 300.0,
 ) -> AsyncIterator[Sink]:
     """An aiosmtpd server that records every message it accepts.
 
@@ -180,9 +187,10 @@ async def smtp_sink(
     data_reply: a reply such as "554 5.7.1 Spam" or "451 4.3.0 Try later" after DATA,
     instead of accepting. data_delay: seconds to wait before answering DATA.
     starttls: a server context offering STARTTLS; implicit_tls: TLS from the first byte.
+    session_timeout: seconds of client silence after which the server drops the connection.
     """
     sink = Sink()
-    kwargs: dict[str, Any] = {"ready_timeout": 10.0}
+    kwargs: dict[str, Any] = {"ready_timeout": 10.0, "timeout": session_timeout}
     if auth is not None:
         user, password = auth
 
@@ -218,17 +226,29 @@ class FaultServer:
     host: str = HOST
     port: int = 0
     connections: int = 0
+    received: list[bytes] = field(default_factory=list)  # lines the clients sent
 
     @property
     def name(self) -> str:
         return f"{self.host}:{self.port}"
 
 
+Responder = Callable[[bytes], bytes | None]
+
+
 @contextlib.asynccontextmanager
 async def raw_server(
-    greeting: bytes = b"", *, close_after_greeting: bool = False
+    greeting: bytes = b"",
+    *,
+    close_after_greeting: bool = False,
+    respond: Responder | None = None,
 ) -> AsyncIterator[FaultServer]:
-    """A TCP server that writes `greeting` on connect and then never answers anything."""
+    """A TCP server that writes `greeting` on connect, then stays silent.
+
+    With `respond`, each line the client sends (without CRLF) is passed to it and what it
+    returns is written back (None: say nothing), which scripts a server that misbehaves
+    mid-session; the connection closes after a reply to QUIT.
+    """
     info = FaultServer()
     writers: set[asyncio.StreamWriter] = set()
 
@@ -239,9 +259,17 @@ async def raw_server(
             if greeting:
                 writer.write(greeting)
                 await writer.drain()
-            if not close_after_greeting:
-                while await reader.read(4096):
-                    pass  # swallow commands until the client gives up
+            if close_after_greeting:
+                return
+            while line := await reader.readline():
+                line = line.rstrip(b"\r\n")
+                info.received.append(line)
+                reply = respond(line) if respond is not None else None
+                if reply:
+                    writer.write(reply)
+                    await writer.drain()
+                if respond is not None and line.upper() == b"QUIT":
+                    return
         except OSError:
             pass
         finally:

@@ -42,7 +42,7 @@ class Attempt:
     ok: bool
     stage: str  # connect|greeting|ehlo|starttls|auth|mail|rcpt|data|timeout|protocol
     code: int | None  # SMTP code when there was one
-    message: str  # server reply text or the error, one line, no secrets
+    message: str  # server reply text (without the code) or the error, one line, no secrets
     elapsed: float  # seconds
 
 
@@ -80,6 +80,10 @@ class _Outcome:
     permanent: bool = False
     accepted: tuple[str, ...] = ()
     rejected: dict[str, str] = field(default_factory=dict)
+
+
+def _reply(a: Attempt) -> str:
+    return f"{a.code} {a.message}" if a.code is not None else a.message
 
 
 def _bad_address(addr: str) -> bool:
@@ -136,23 +140,27 @@ class SmtpChain:
             attempts.append(outcome.attempt)
             rejected = {**invalid, **outcome.rejected}
             if outcome.attempt.ok:
-                log.debug("smtp %s: sent, %s", server.name, outcome.attempt.message)
+                log.debug("smtp %s: sent, %s", server.name, _reply(outcome.attempt))
                 return SendResult(
                     server.name,
-                    outcome.attempt.message,
+                    _reply(outcome.attempt),
                     outcome.accepted,
                     rejected,
                     tuple(attempts),
                 )
             a = outcome.attempt
             if outcome.permanent:
-                log.warning("smtp %s refused the message at %s: %s", a.server, a.stage, a.message)
-                raise PermanentFailure(f"{a.server}: {a.message}", tuple(attempts), rejected)
-            log.warning("smtp %s failed at %s: %s", a.server, a.stage, a.message)
+                log.warning("smtp %s refused the message at %s: %s", a.server, a.stage, _reply(a))
+                raise PermanentFailure(
+                    f"{a.server} refused the message at {a.stage}: {_reply(a)}",
+                    tuple(attempts),
+                    rejected,
+                )
+            log.warning("smtp %s failed at %s: %s", a.server, a.stage, _reply(a))
         last = attempts[-1]
         raise TemporaryFailure(
             f"all {len(attempts)} SMTP servers failed; last {last.server} at {last.stage}: "
-            f"{last.message}",
+            f"{_reply(last)}",
             tuple(attempts),
         )
 
@@ -168,7 +176,7 @@ class SmtpChain:
         return [
             SendResult(
                 o.attempt.server,
-                o.attempt.message,
+                _reply(o.attempt),
                 o.accepted,
                 {**invalid, **o.rejected},
                 (o.attempt,),
@@ -248,15 +256,14 @@ class SmtpChain:
                 return _Outcome(attempt(False, "rcpt", codes[0], text), True, (), rejected)
             reply = await step("data", smtp.data(message), secret)
             reusable = True
-            text = f"{reply.code} {one_line(reply.message, secret)}"
+            text = one_line(reply.message, secret)
             return _Outcome(
                 attempt(True, "data", reply.code, text), False, tuple(accepted), rejected
             )
         except Fault as f:
             if f.stage == "data" and f.code is not None and 500 <= f.code < 600:
                 reusable = True
-                text = f"{f.code} {f.message}"
-                return _Outcome(attempt(False, "data", f.code, text), True, (), rejected)
+                return _Outcome(attempt(False, "data", f.code, f.message), True, (), rejected)
             return _Outcome(attempt(False, f.stage, f.code, f.message))
         finally:
             self._pool.release(conn, reusable=reusable)

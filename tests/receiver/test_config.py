@@ -86,10 +86,17 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
         ("timezone: Mars/Olympus\n", "timezone", "unknown time zone"),
         ("smtp: {from: a@b, servers: [{host: h, port: x}]}\n", "smtp.servers[0].port", "integer"),
         ("auth: {bearer_token_file: /nonexistent/token}\n", "auth", "cannot read secret file"),
-        ("routes: [{matchers: ['severity=~\"(\"'], email: [a@b.c]}]\nsmtp: {from: a@b, "
-         "servers: [{host: h}]}\n", "routes[0].matchers[0]", "bad regular expression"),
-        ("routes: [{email: ['a@b.c\\r\\nBcc: x@y']}]\nsmtp: {from: a@b, servers: [{host: h}]}\n",
-         "routes[0].email", "plain email address"),
+        (
+            "routes: [{matchers: ['severity=~\"(\"'], email: [a@b.c]}]\nsmtp: {from: a@b, "
+            "servers: [{host: h}]}\n",
+            "routes[0].matchers[0]",
+            "bad regular expression",
+        ),
+        (
+            "routes: [{email: ['a@b.c\\r\\nBcc: x@y']}]\nsmtp: {from: a@b, servers: [{host: h}]}\n",
+            "routes[0].email",
+            "plain email address",
+        ),
         ("smtp: {from: a@b, servers: []}\n", "smtp.servers", "at least 1"),
         ("routes: [{slack: [nope]}]\n", "", "no slack.webhooks entry named 'nope'"),
     ],

@@ -11,8 +11,12 @@ from tests.conftest import load_fixture
 SMTP = {"from": "a@example.com", "servers": [{"host": "127.0.0.1"}]}
 ROUTES = [
     {"name": "crit", "matchers": ['severity="critical"'], "email": ["oncall@example.com"]},
-    {"name": "warn-not-db", "matchers": ['severity=~"warning|info"', 'team!="db"'],
-     "email": ["team@example.com"], "continue": True},
+    {
+        "name": "warn-not-db",
+        "matchers": ['severity=~"warning|info"', 'team!="db"'],
+        "email": ["team@example.com"],
+        "continue": True,
+    },
     {"name": "dot-receiver", "matchers": ['receiver="team.a"'], "email": ["a@example.com"]},
     {"name": "default", "email": ["catchall@example.com"]},
 ]

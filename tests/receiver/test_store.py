@@ -17,15 +17,29 @@ def item(group: str = "g", key: str = "k", at: float = 1000.0) -> IngestItem:
 
 
 def msg(supersede: str | None = "t1", priority: int = 0, payload: bytes = b"x") -> NewMessage:
-    return NewMessage(channel="email", target='["a@example.com"]', kind="alert",
-                      priority=priority, payload=payload, received_at=1.0,
-                      supersede_key=supersede)
+    return NewMessage(
+        channel="email",
+        target='["a@example.com"]',
+        kind="alert",
+        priority=priority,
+        payload=payload,
+        received_at=1.0,
+        supersede_key=supersede,
+    )
 
 
 def test_duplicates_within_window_by_group(tmp_path: Path) -> None:
     s = Store(tmp_path / "a.db")
-    r = s.ingest_batch([item(at=1000), item(at=1060), item(key="k2", at=1070),
-                        item(at=1080), item(at=1300), item(group="h", at=1301)])
+    r = s.ingest_batch(
+        [
+            item(at=1000),
+            item(at=1060),
+            item(key="k2", at=1070),
+            item(at=1080),
+            item(at=1300),
+            item(group="h", at=1301),
+        ]
+    )
     assert [x.duplicate for x in r] == [False, True, False, False, False, False]
     # Duplicates are recorded with a reason, not dropped.
     assert len(s.pending_notifications()) == 5
@@ -65,14 +79,25 @@ def test_crash_recovery_and_attempt_history(tmp_path: Path) -> None:
     s = Store(path)  # "restart": the message caught mid-send is queued again
     assert s.recover_sending() == 1
     (row,) = s.claim_due("email", now=3, limit=1)
-    s.finish_attempt(row.id, 4, "retrying", [AttemptRecord("h:25", False, "connect", None,
-                                                           "refused", 0.1)],
-                     error="refused", next_attempt_at=100)
+    s.finish_attempt(
+        row.id,
+        4,
+        "retrying",
+        [AttemptRecord("h:25", False, "connect", None, "refused", 0.1)],
+        error="refused",
+        next_attempt_at=100,
+    )
     assert s.claim_due("email", now=50, limit=1) == []
     assert s.next_due_at("email") == 100
     (row,) = s.claim_due("email", now=100, limit=1)
-    s.finish_attempt(row.id, 101, "sent", [AttemptRecord("h:25", True, "data", 250, "ok", 0.1)],
-                     server="h:25", reply="250 ok")
+    s.finish_attempt(
+        row.id,
+        101,
+        "sent",
+        [AttemptRecord("h:25", True, "data", 250, "ok", 0.1)],
+        server="h:25",
+        reply="250 ok",
+    )
     done = s.get_outbox(oid)
     assert done is not None and done.state == "sent" and done.attempts == 2
     assert done.last_error == "refused" and done.reply == "250 ok"

@@ -7,8 +7,15 @@ from receiver.units import format_duration, parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("10m", 600), ("24h", 86400), ("7d", 604800), ("1h30m", 5400),
-     ("500ms", 0.5), (15, 15)],
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        (15, 15),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds

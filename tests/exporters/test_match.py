@@ -1,0 +1,152 @@
+"""Batch matching counts exactly what a line-by-line reference counts, whatever the batching."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from exporters.config import MetricConfig
+from exporters.linere import batch_pattern
+from exporters.match import ChunkResult, Key, Matcher, clean
+from exporters.tail import Splitter
+from tests.exporters.conftest import reference_counts
+
+# Patterns chosen to tempt a batch matcher into crossing lines or matching twice per line.
+PATTERNS = [
+    r'"(?P<a>[A-Z]+) [^"]*" (?P<b>\d{3})',
+    r"(?P<a>[^x]*)x",
+    r"(?P<a>\s+)(?P<b>\S*)",
+    r"(?P<a>\W\D)",
+    r"(?P<a>a?)",
+    r"^(?P<a>$)",
+    r"(?P<a>.*)$",
+    r"(?s)(?P<a>a.b)",
+    r"\A(?P<a>ab|c)\Z",
+    r"(?P<a>[\x00-\x7f]{2,})z",
+    r"(?<!a)(?P<a>b+)",
+    r"(?P<a>x)(?!\n)",
+    r"(?i)(?P<a>AB|b\s?a)",
+    r"(?P<a>a)(?P<b>b)?(?(2)c|d)",
+    r"(?P<a>(?:[ab]\s)+)",
+    r"(?P<a>\bab\b)",
+    r"(?x) (?P<a> a [^b]* b )  # verbose",
+    r'(?P<a>"[^"]*")(?P<b>.)',
+]
+ALPHABET = ["a", "b", "c", "x", "z", " ", '"', "\t", "A", "B", "GET", "200", "\n", "\n", "\n"]
+
+
+def random_log(rng: random.Random, n_tokens: int) -> bytes:
+    return "".join(rng.choice(ALPHABET) for _ in range(n_tokens)).encode()
+
+
+def metric(pattern: str) -> MetricConfig:
+    labels = [g for g in ("a", "b") if f"<{g}>" in pattern]
+    return MetricConfig(name="m_total", type="counter", match=pattern, labels=labels)
+
+
+def batched(matcher: Matcher, data: bytes, rng: random.Random) -> ChunkResult:
+    """Feed ``data`` in random-sized reads through the splitter, as the tailer does."""
+    splitter = Splitter(65536)
+    total = ChunkResult()
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 40)
+        whole, _ = splitter.feed(data[pos : pos + step])
+        pos += step
+        if whole:
+            total.merge(matcher.run(whole, 65536))
+    rest = splitter.flush()
+    if rest:
+        total.merge(matcher.run(rest, 65536))
+    return total
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_random_logs_match_line_by_line_reference(pattern: str) -> None:
+    m = metric(pattern)
+    matcher = Matcher("regex", [m])
+    for seed in range(150):
+        rng = random.Random(seed)
+        data = random_log(rng, rng.randint(0, 60))
+        expected = reference_counts(m, data if not data or data.endswith(b"\n") else data + b"\n")
+        got = batched(matcher, data, rng).counts.get("m_total", Counter())
+        assert got == expected, (seed, data)
+
+
+def test_a_line_counts_once_even_with_many_matches() -> None:
+    m = MetricConfig(name="m_total", type="counter", match="a")
+    res = Matcher("regex", [m]).run(b"aaaa\nbab\nb\n\naa\n", 65536)
+    assert res.counts["m_total"] == Counter({(): 3})
+    assert res.lines == 5
+
+
+def test_negated_class_never_spans_lines() -> None:
+    pattern = batch_pattern(r'"(?P<r>[^"]*)"')
+    assert pattern.findall(b'x "open\nclosed" y\n"ok"\n') == [b"ok"]
+
+
+def test_several_metrics_match_one_line() -> None:
+    ms = [
+        MetricConfig(name="a_total", type="counter", match="GET"),
+        MetricConfig(name="b_total", type="counter", match=r"(?P<s>\d{3})", labels=["s"]),
+        MetricConfig(name="c", type="histogram", match=r"rt=(?P<v>[\d.]+)", value="v"),
+    ]
+    res = Matcher("regex", ms).run(b"GET 200 rt=0.5\nPOST 500 rt=1\n", 65536)
+    assert res.counts["a_total"] == Counter({(): 1})
+    assert res.counts["b_total"] == Counter({("200",): 1, ("500",): 1})
+    assert res.counts["c"] == Counter({("0.5",): 1, ("1",): 1})
+
+
+def test_gauge_keeps_last_value_per_label_set() -> None:
+    m = MetricConfig(
+        name="q", type="gauge", match=r"(?P<k>\w+)=(?P<v>\d+)", labels=["k"], value="v"
+    )
+    res = Matcher("regex", [m]).run(b"a=1\nb=2\na=3\n", 65536)
+    assert res.last["q"] == {("a",): "3", ("b",): "2"}
+
+
+def test_clean_drops_long_and_invalid_lines_only() -> None:
+    long_line = b"y" * 5000
+    data = b"ok1\n" + long_line + b"\n\xff\xfe bad\nok2 \xc3\xa9\n" + b"x" * 100 + b"\n"
+    cleaned = clean(data, 1000)
+    assert cleaned.data == b"ok1\nok2 \xc3\xa9\n" + b"x" * 100 + b"\n"
+    assert (cleaned.too_long, cleaned.invalid_utf8) == (1, 1)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_clean_agrees_with_per_line_lengths(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = [b"q" * rng.choice([0, 3, 31, 32, 33, 64, 65, 200]) for _ in range(rng.randint(1, 40))]
+    data = b"\n".join(lines) + b"\n"
+    cleaned = clean(data, 32)
+    assert cleaned.data == b"".join(line + b"\n" for line in lines if len(line) <= 32)
+    assert cleaned.too_long == sum(len(line) > 32 for line in lines)
+
+
+def test_json_lines_fields_where_and_parse_errors() -> None:
+    ms = [
+        MetricConfig(
+            name="err_total",
+            type="counter",
+            format="json",
+            where={"level": "ERROR", "http.status": 500},
+            labels={"service": "service", "code": "error.code"},
+        ),
+        MetricConfig(name="lat", type="histogram", format="json", value="t.ms", labels=["svc"]),
+    ]
+    data = (
+        b'{"level":"ERROR","http":{"status":500},"service":"api","error":{"code":"E1"}}\n'
+        b'{"level":"ERROR","http":{"status":404},"service":"api"}\n'
+        b"not json at all\n"
+        b'["a list"]\n'
+        b"\n"
+        b'{"level":"INFO","svc":"web","t":{"ms":12.5}}\n'
+        b'{"level":"ERROR","http":{"status":"500"},"service":"db"}\n'
+    )
+    res = Matcher("json", ms).run(data, 65536)
+    expected: Counter[Key] = Counter({("api", "E1"): 1, ("db", ""): 1})
+    assert res.counts["err_total"] == expected
+    assert res.counts["lat"] == Counter({("web", "12.5"): 1})
+    assert res.parse_errors == 2
