@@ -19,7 +19,7 @@ from receiver.dispatcher import Dispatcher
 from receiver.errors import AlertmailError, ConfigError, StoreError
 from receiver.keys import DISPATCHER, EMAIL_WORKER, METRICS, RUNTIME, STORE
 from receiver.metrics import ReceiverMetrics
-from receiver.runtime import Runtime, build_runtime, reload_runtime
+from receiver.runtime import build_runtime, reload_runtime
 from receiver.store_async import AsyncStore
 from receiver.webhook import handle_webhook
 
@@ -140,8 +140,9 @@ def create_app(
             for task in app[TASKS]:
                 task.cancel()
             await asyncio.gather(*app[TASKS], return_exceptions=True)
-            if app[RUNTIME].smtp is not None:
-                await app[RUNTIME].smtp.close()
+            chain = app[RUNTIME].smtp
+            if chain is not None:
+                await chain.close()
             with contextlib.suppress(StoreError):
                 await store.close()
 

@@ -26,11 +26,16 @@ EXIT_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
-                        help=f"config file (default: {DEFAULT_CONFIG})")
+    common.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"config file (default: {DEFAULT_CONFIG})",
+    )
     common.add_argument("--log-format", choices=("text", "json"), default="text")
-    common.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"))
+    common.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
 
     p = argparse.ArgumentParser(
         prog="alertmail",
@@ -43,14 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", parents=[common], help="validate the config and templates")
 
     ex = sub.add_parser("export", parents=[common], help="run the log-metrics exporter")
-    ex.add_argument("--one-shot", action="store_true",
-                    help="read the sources once, print the metrics, exit")
+    ex.add_argument(
+        "--one-shot", action="store_true", help="read the sources once, print the metrics, exit"
+    )
 
     ob = sub.add_parser("outbox", parents=[common], help="inspect, re-queue or drop deliveries")
     ob_sub = ob.add_subparsers(dest="outbox_command", metavar="ACTION")
     ls = ob_sub.add_parser("list", parents=[common], help="list messages (newest first)")
-    ls.add_argument("--state", action="append",
-                    choices=("queued", "sending", "retrying", "sent", "superseded", "dead"))
+    ls.add_argument(
+        "--state",
+        action="append",
+        choices=("queued", "sending", "retrying", "sent", "superseded", "dead"),
+    )
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     rt = ob_sub.add_parser("retry", parents=[common], help="re-queue one message, or --dead")
@@ -59,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     dr = ob_sub.add_parser("drop", parents=[common], help="stop trying to send a message")
     dr.add_argument("id", type=int)
 
-    te = sub.add_parser("test-email", parents=[common],
-                        help="send a test email through each configured SMTP server")
+    te = sub.add_parser(
+        "test-email", parents=[common], help="send a test email through each configured SMTP server"
+    )
     te.add_argument("--to", required=True, metavar="ADDR")
 
     ro = sub.add_parser("routes", parents=[common], help="which routes a label set reaches")
@@ -116,8 +126,6 @@ def _check(config: Config, path: str) -> int:
     return 0
 
 
-
-
 def _outbox(config: Config, args: argparse.Namespace) -> int:
     from receiver.store import Store
 
@@ -126,8 +134,9 @@ def _outbox(config: Config, args: argparse.Namespace) -> int:
         action = args.outbox_command or "list"
         now = time.time()
         if action == "list":
-            rows = store.list_outbox(args.state if "state" in args else None,
-                                     getattr(args, "limit", 50))
+            rows = store.list_outbox(
+                args.state if "state" in args else None, getattr(args, "limit", 50)
+            )
             if getattr(args, "json", False):
                 print(json.dumps([_row_json(r) for r in rows], indent=2))
             else:
@@ -163,13 +172,23 @@ def _row_json(r: object) -> dict[str, object]:
 
     assert isinstance(r, OutboxRow)
     return {
-        "id": r.id, "channel": r.channel, "kind": r.kind, "state": r.state,
-        "recipients": r.recipients, "subject": r.subject, "message_id": r.message_id,
-        "priority": r.priority, "attempts": r.attempts, "created_at": r.created_at,
+        "id": r.id,
+        "channel": r.channel,
+        "kind": r.kind,
+        "state": r.state,
+        "recipients": r.recipients,
+        "subject": r.subject,
+        "message_id": r.message_id,
+        "priority": r.priority,
+        "attempts": r.attempts,
+        "created_at": r.created_at,
         "next_attempt_at": r.next_attempt_at if r.state in ("queued", "retrying") else None,
-        "last_error": r.last_error, "server": r.server, "reply": r.reply,
+        "last_error": r.last_error,
+        "server": r.server,
+        "reply": r.reply,
         "recipients_result": json.loads(r.recipients_result) if r.recipients_result else None,
-        "reason": r.reason, "finished_at": r.finished_at,
+        "reason": r.reason,
+        "finished_at": r.finished_at,
     }
 
 
@@ -183,14 +202,18 @@ def _print_rows(rows: Sequence[object], config: Config) -> None:
     for r in rows:
         assert isinstance(r, OutboxRow)
         to = ", ".join(r.recipients)
-        print(f"{r.id:>6}  {r.state:<10} {r.channel:<6} {_fmt_time(r.created_at, config):<19}  "
-              f"{r.attempts:>5}  {to}")
+        print(
+            f"{r.id:>6}  {r.state:<10} {r.channel:<6} {_fmt_time(r.created_at, config):<19}  "
+            f"{r.attempts:>5}  {to}"
+        )
         print(f"{'':>8}subject: {r.subject or '-'}")
         if r.state == "sent":
             print(f"{'':>8}sent {_fmt_time(r.finished_at, config)} via {r.server}: {r.reply}")
         elif r.state == "retrying":
-            print(f"{'':>8}next attempt {_fmt_time(r.next_attempt_at, config)}; "
-                  f"last error: {r.last_error}")
+            print(
+                f"{'':>8}next attempt {_fmt_time(r.next_attempt_at, config)}; "
+                f"last error: {r.last_error}"
+            )
         elif r.state in ("dead", "superseded"):
             print(f"{'':>8}{r.state}: {r.reason}")
 
@@ -206,10 +229,15 @@ async def _test_email(config: Config, to: str) -> int:
     renderer = Renderer(config.templates_dir, config.tz)
     ok = True
     try:
-        msg = renderer.test_email(sender=config.smtp.from_, to=to,
-                                  message_id=make_message_id(config.smtp.from_),
-                                  now=datetime.now(UTC))
-        results = await chain.probe(msg.as_bytes(policy=SMTP), envelope_address(config.smtp.from_), [to])
+        msg = renderer.test_email(
+            sender=config.smtp.from_,
+            to=to,
+            message_id=make_message_id(config.smtp.from_),
+            now=datetime.now(UTC),
+        )
+        results = await chain.probe(
+            msg.as_bytes(policy=SMTP), envelope_address(config.smtp.from_), [to]
+        )
         for server, res in zip(config.smtp.servers, results, strict=False):
             if isinstance(res, SendResult):
                 rejected = f" (refused: {res.rejected})" if res.rejected else ""

@@ -301,7 +301,7 @@ class Config(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
+        _, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected host:port, got {v!r}")
         return v

@@ -7,6 +7,7 @@ behind a backlog of warnings; at most ``smtp.pool.max_connections`` sends run at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -29,14 +30,12 @@ IDLE_POLL = 1.0  # also picks up messages re-queued by `alertmail outbox retry`
 
 def backoff_delay(attempts: int, initial: float, maximum: float, rand: float) -> float:
     """Capped exponential backoff with +-20% jitter; ``attempts`` counts failures so far."""
-    base = min(maximum, initial * (2 ** max(0, attempts - 1)))
+    base = min(maximum, initial * 2.0 ** max(0, attempts - 1))
     return max(0.0, base * (0.8 + 0.4 * rand))
 
 
 def _records(attempts: Sequence[Attempt]) -> list[AttemptRecord]:
-    return [
-        AttemptRecord(a.server, a.ok, a.stage, a.code, a.message, a.elapsed) for a in attempts
-    ]
+    return [AttemptRecord(a.server, a.ok, a.stage, a.code, a.message, a.elapsed) for a in attempts]
 
 
 class EmailWorker:
@@ -68,8 +67,9 @@ class EmailWorker:
     async def run(self) -> None:
         recovered = await self.store.run(self.store.store.recover_sending)
         if recovered:
-            log.warning("%d message(s) were being sent when alertmail stopped; resending",
-                        recovered)
+            log.warning(
+                "%d message(s) were being sent when alertmail stopped; resending", recovered
+            )
         while not self._stopping:
             self._wake.clear()
             try:
@@ -103,10 +103,8 @@ class EmailWorker:
         due = await self.store.run(self.store.store.next_due_at, "email")
         if due is not None:
             timeout = min(IDLE_POLL, max(0.0, due - self.clock()))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.005))
-        except TimeoutError:
-            pass
 
     async def _send(self, row: OutboxRow) -> None:
         smtp_cfg = self.runtime.config.smtp
@@ -121,7 +119,11 @@ class EmailWorker:
             reason = f"permanent failure: {exc}"
             log.error("message %d is dead: %s", row.id, exc)
             await self._record(
-                row.id, "dead", _records(exc.attempts), error=str(exc), reason=reason,
+                row.id,
+                "dead",
+                _records(exc.attempts),
+                error=str(exc),
+                reason=reason,
                 recipients_result=json.dumps(exc.rejected) if exc.rejected else None,
             )
             self.metrics.deliveries.labels("email", "dead").inc()
@@ -138,16 +140,26 @@ class EmailWorker:
         results = {addr: "250 accepted" for addr in result.accepted}
         results.update(result.rejected)
         await self._record(
-            row.id, "sent", _records(result.attempts), server=result.server, reply=result.reply, recipients_result=json.dumps(results),
+            row.id,
+            "sent",
+            _records(result.attempts),
+            server=result.server,
+            reply=result.reply,
+            recipients_result=json.dumps(results),
         )
         self.metrics.deliveries.labels("email", "sent").inc()
         self.metrics.latency.labels("email").observe(max(0.0, now - row.received_at))
         if result.rejected:
-            log.warning("message %d: %d recipient(s) refused: %s", row.id,
-                        len(result.rejected), ", ".join(sorted(result.rejected)))
+            log.warning(
+                "message %d: %d recipient(s) refused: %s",
+                row.id,
+                len(result.rejected),
+                ", ".join(sorted(result.rejected)),
+            )
 
-    async def _retry_or_die(self, row: OutboxRow, error: str,
-                           attempts: list[AttemptRecord]) -> None:
+    async def _retry_or_die(
+        self, row: OutboxRow, error: str, attempts: list[AttemptRecord]
+    ) -> None:
         smtp_cfg = self.runtime.config.smtp
         assert smtp_cfg is not None
         now = self.clock()
@@ -160,24 +172,32 @@ class EmailWorker:
             self.metrics.deliveries.labels("email", "dead").inc()
             return
         log.warning("message %d not sent (%s); retrying in %.1fs", row.id, error, delay)
-        await self._record(row.id, "retrying", attempts, error=error,
-                           next_attempt_at=now + delay)
+        await self._record(row.id, "retrying", attempts, error=error, next_attempt_at=now + delay)
         self.metrics.deliveries.labels("email", "retry").inc()
 
-    async def _record(self, outbox_id: int, state: str, attempts: list[AttemptRecord],
-                      **fields: Any) -> None:
+    async def _record(
+        self, outbox_id: int, state: str, attempts: list[AttemptRecord], **fields: Any
+    ) -> None:
         """Write an outcome, riding out a busy database: losing it would resend the message."""
         for wait in (0.1, 0.5, 1.0, 2.0, 5.0, 10.0):
             try:
-                await self.store.run(self.store.store.finish_attempt, outbox_id, self.clock(),
-                                     state, attempts, **fields)
+                await self.store.run(
+                    self.store.store.finish_attempt,
+                    outbox_id,
+                    self.clock(),
+                    state,
+                    attempts,
+                    **fields,
+                )
                 return
             except StoreError as exc:
-                log.warning("recording message %d as %s failed (%s); retrying", outbox_id,
-                            state, exc)
+                log.warning(
+                    "recording message %d as %s failed (%s); retrying", outbox_id, state, exc
+                )
                 await asyncio.sleep(wait)
-        log.error("message %d stays 'sending' until restart: its outcome could not be stored",
-                  outbox_id)
+        log.error(
+            "message %d stays 'sending' until restart: its outcome could not be stored", outbox_id
+        )
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; give in-flight sends ``timeout`` seconds, then cancel them."""
@@ -188,6 +208,7 @@ class EmailWorker:
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("%d send(s) cut off at shutdown; they are resent on start",
-                            len(pending))
+                log.warning(
+                    "%d send(s) cut off at shutdown; they are resent on start", len(pending)
+                )
                 await asyncio.gather(*pending, return_exceptions=True)

@@ -8,6 +8,7 @@ point either redoes the whole step or finds it done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -75,10 +76,8 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
             if done:
                 self._on_queued()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-            except TimeoutError:
-                pass
 
     async def drain(self) -> int:
         """Process every pending notification; returns how many."""
@@ -113,8 +112,9 @@ class Dispatcher:
             thread = await self.store.run(
                 store.open_thread, match.key, n.group_key, now, THREAD_MAX_AGE
             )
-            msg = await asyncio.to_thread(self._render, n, match, thread.subject,
-                                          thread.root_message_id, now)
+            msg = await asyncio.to_thread(
+                self._render, n, match, thread.subject, thread.root_message_id, now
+            )
             target = json.dumps(match.route.email)
             messages.append(
                 NewMessage(
@@ -141,7 +141,11 @@ class Dispatcher:
         )
 
     def _render(
-        self, n: Notification, match: RouteMatch, subject: str | None, root: str | None,
+        self,
+        n: Notification,
+        match: RouteMatch,
+        subject: str | None,
+        root: str | None,
         now: float,
     ) -> EmailMessage:
         smtp = self.runtime.config.smtp
@@ -161,6 +165,11 @@ class Dispatcher:
             # A broken user template must not swallow the page: send a plain one instead.
             log.exception("rendering %s failed; sending the built-in plain email", n.group_key)
             return fallback_email(
-                n, sender=smtp.from_, recipients=match.route.email, message_id=message_id,
-                subject=subject or self.runtime.renderer.thread_subject(n), root=root, now=when,
+                n,
+                sender=smtp.from_,
+                recipients=match.route.email,
+                message_id=message_id,
+                subject=subject or self.runtime.renderer.thread_subject(n),
+                root=root,
+                now=when,
             )

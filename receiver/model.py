@@ -49,7 +49,13 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
     micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
         parsed = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            micro,
             tzinfo=UTC,
         )
     except ValueError as exc:
@@ -188,8 +194,16 @@ def parse_alert(raw: object, index: int) -> Alert:
 
 _KNOWN_KEYS = frozenset(
     {
-        "receiver", "status", "alerts", "groupLabels", "commonLabels", "commonAnnotations",
-        "externalURL", "version", "groupKey", "truncatedAlerts",
+        "receiver",
+        "status",
+        "alerts",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "version",
+        "groupKey",
+        "truncatedAlerts",
     }
 )
 

@@ -28,14 +28,19 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-async def serve(config: Config, config_path: Path | None,
-                ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, config_path: Path | None, ready: asyncio.Event | None = None
+) -> None:
     app = create_app(config, config_path=config_path)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
-        runner, config.listen_host, config.listen_port, backlog=LISTEN_BACKLOG,
-        ssl_context=_ssl_context(config), reuse_address=True,
+        runner,
+        config.listen_host,
+        config.listen_port,
+        backlog=LISTEN_BACKLOG,
+        ssl_context=_ssl_context(config),
+        reuse_address=True,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

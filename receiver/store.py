@@ -128,7 +128,9 @@ _OUTBOX_COLS = (
 
 
 def _outbox_row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(*r[:8], bytes(r[8]), *r[9:])
+    values = list(r)
+    values[8] = bytes(values[8])
+    return OutboxRow(*values)
 
 
 class Store:
@@ -193,7 +195,8 @@ class Store:
         with self._tx() as db:
             for it in items:
                 last = db.execute(
-                    "SELECT dedup_key, received_at FROM group_last WHERE receiver=? AND group_key=?",
+                    "SELECT dedup_key, received_at FROM group_last "
+                    "WHERE receiver=? AND group_key=?",
                     (it.receiver, it.group_key),
                 ).fetchone()
                 duplicate = (
@@ -205,8 +208,13 @@ class Store:
                     "INSERT INTO notifications (received_at, receiver, group_key, status, "
                     "dedup_key, payload, state, reason) VALUES (?,?,?,?,?,?,?,?)",
                     (
-                        it.received_at, it.receiver, it.group_key, it.status, it.dedup_key,
-                        it.payload, "duplicate" if duplicate else "pending",
+                        it.received_at,
+                        it.receiver,
+                        it.group_key,
+                        it.status,
+                        it.dedup_key,
+                        it.payload,
+                        "duplicate" if duplicate else "pending",
                         "same alerts as the last notification of this group" if duplicate else None,
                     ),
                 )
@@ -287,8 +295,17 @@ class Store:
                     "ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
                     "last_notification_id=excluded.last_notification_id",
                     (
-                        a.fingerprint, a.starts_at, a.alertname, a.severity, a.status, a.labels,
-                        a.annotations, a.ends_at, now, now, notification_id,
+                        a.fingerprint,
+                        a.starts_at,
+                        a.alertname,
+                        a.severity,
+                        a.status,
+                        a.labels,
+                        a.annotations,
+                        a.ends_at,
+                        now,
+                        now,
+                        notification_id,
                     ),
                 )
             for thread_id in close_threads:
@@ -321,9 +338,22 @@ class Store:
             "received_at, next_attempt_at, reason, finished_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                m.channel, m.target, m.kind, m.priority, m.state, m.supersede_key, m.thread_id,
-                m.notification_id, m.message_id, m.subject, m.payload, now, m.received_at, now,
-                m.reason, None if m.state == "queued" else now,
+                m.channel,
+                m.target,
+                m.kind,
+                m.priority,
+                m.state,
+                m.supersede_key,
+                m.thread_id,
+                m.notification_id,
+                m.message_id,
+                m.subject,
+                m.payload,
+                now,
+                m.received_at,
+                now,
+                m.reason,
+                None if m.state == "queued" else now,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -332,9 +362,7 @@ class Store:
     def recover_sending(self) -> int:
         """After a crash, messages caught mid-send go back to the queue (at-least-once)."""
         with self._tx() as db:
-            return db.execute(
-                "UPDATE outbox SET state='queued' WHERE state='sending'"
-            ).rowcount
+            return db.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
 
     def claim_due(self, channel: str, now: float, limit: int) -> list[OutboxRow]:
         """Due messages, most urgent first, marked as sending."""
@@ -386,8 +414,15 @@ class Store:
                 "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
                 "finished_at=? WHERE id=?",
                 (
-                    state, server, reply, error, next_attempt_at, recipients_result, reason,
-                    now if done else None, outbox_id,
+                    state,
+                    server,
+                    reply,
+                    error,
+                    next_attempt_at,
+                    recipients_result,
+                    reason,
+                    now if done else None,
+                    outbox_id,
                 ),
             )
 
@@ -395,7 +430,8 @@ class Store:
     def list_outbox(
         self, states: Sequence[str] | None = None, limit: int = 100, channel: str | None = None
     ) -> list[OutboxRow]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(states)
@@ -502,6 +538,7 @@ class Store:
             ).rowcount
             db.execute("DELETE FROM group_last WHERE received_at < ?", (before,))
         return n
+
 
 class _Transaction:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:

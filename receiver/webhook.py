@@ -39,9 +39,7 @@ def check_auth(auth: WebhookAuth | None, header: str | None) -> bool:
     value = value.strip()
     ok = False
     if auth.bearer_token is not None and scheme.lower() == "bearer":
-        ok = hmac.compare_digest(
-            value.encode(), auth.bearer_token.get_secret_value().encode()
-        )
+        ok = hmac.compare_digest(value.encode(), auth.bearer_token.get_secret_value().encode())
     if auth.basic_auth is not None and scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
@@ -78,14 +76,20 @@ async def handle_webhook(request: web.Request) -> web.Response:
     if not check_auth(config.auth, request.headers.get("Authorization")):
         metrics.webhooks.labels(label, "unauthorized").inc()
         scheme = "Basic" if config.auth and config.auth.basic_auth else "Bearer"
-        return _error(401, "missing or wrong credentials",
-                      **{"WWW-Authenticate": f'{scheme} realm="alertmail"'})
+        return _error(
+            401,
+            "missing or wrong credentials",
+            **{"WWW-Authenticate": f'{scheme} realm="alertmail"'},
+        )
 
     body = await _read_bounded(request, config.max_body)
     if body is None:
         metrics.webhooks.labels(label, "too_large").inc()
-        return _error(413, f"body larger than max_body ({config.max_body} bytes); "
-                      "set max_alerts in alertmanager.yml")
+        return _error(
+            413,
+            f"body larger than max_body ({config.max_body} bytes); "
+            "set max_alerts in alertmanager.yml",
+        )
     try:
         raw: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -24,8 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def alertmail(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "receiver.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -104,8 +110,9 @@ async def test_test_email_reports_each_server(tmp_path: Path) -> None:
         )
         import asyncio
 
-        proc = await asyncio.to_thread(alertmail, "test-email", "--config", str(cfg),
-                                       "--to", "me@example.com")
+        proc = await asyncio.to_thread(
+            alertmail, "test-email", "--config", str(cfg), "--to", "me@example.com"
+        )
         (mail,) = await wait_mail(sink, 1)
     assert proc.returncode == 1  # one server failed
     assert f"127.0.0.1:{sink.port}: OK 250" in proc.stdout
@@ -126,9 +133,13 @@ def receiver_proc() -> Iterator[list[subprocess.Popen[bytes]]]:
 def start_receiver(cfg: Path, procs: list[subprocess.Popen[bytes]]) -> str:
     text = cfg.read_text()
     port = int(text.split("listen: 127.0.0.1:")[1].split()[0])
-    proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", "receive", "--config",
-                             str(cfg)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "receive", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     procs.append(proc)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -144,7 +155,9 @@ def start_receiver(cfg: Path, procs: list[subprocess.Popen[bytes]]) -> str:
 
 def post(url: str, body: dict[str, object]) -> int:
     req = urllib.request.Request(
-        url + "/webhook", data=json.dumps(body).encode(), method="POST",
+        url + "/webhook",
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -205,7 +218,6 @@ def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     out = alertmail("outbox", "list", "--config", str(cfg))
     assert "dead" in out.stdout and "permanent failure: 550" in out.stdout
     assert alertmail("outbox", "retry", "--dead", "--config", str(cfg)).returncode == 0
-    assert '"state": "queued"' in alertmail("outbox", "list", "--json", "--config",
-                                            str(cfg)).stdout
+    assert '"state": "queued"' in alertmail("outbox", "list", "--json", "--config", str(cfg)).stdout
     assert alertmail("outbox", "drop", str(a), "--config", str(cfg)).returncode == 0
     assert alertmail("outbox", "drop", "999", "--config", str(cfg)).returncode == 1

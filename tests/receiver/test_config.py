@@ -118,7 +118,7 @@ def test_env_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert cfg.auth is not None and cfg.auth.bearer_token is not None
     assert cfg.auth.bearer_token.get_secret_value() == "from-env"
     monkeypatch.delenv("AM_TOKEN")
-    with pytest.raises(ConfigError, match="auth.bearer_token: environment variable AM_TOKEN"):
+    with pytest.raises(ConfigError, match=r"auth\.bearer_token: environment variable AM_TOKEN"):
         config_from_dict({"auth": {"bearer_token": "${AM_TOKEN}"}})
 
 
