@@ -13,6 +13,7 @@ appends R lines/s (default 20,000) to a file the exporter follows and reports it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -81,7 +82,7 @@ histogram app_latency_seconds buckets {", ".join(map(str, BUCKETS))}
 """
 
 AWK_PROG = r"""
-BEGIN { nb = split("%s", B, ",") }
+BEGIN { nb = split("@BUCKETS@", B, ",") }
 function obs(name, v,   i) {
   for (i = 1; i <= nb; i++) if (v <= B[i] + 0) { H[name, i]++; break }
   if (i > nb) H[name, nb + 1]++
@@ -100,15 +101,15 @@ function obs(name, v,   i) {
   if (match($0, /latency_ms=[0-9.]+/)) obs("app_latency_seconds", substr($0, RSTART + 11, RLENGTH - 11) / 1000.0)
 }
 END {
-  for (k in req) { split(k, p, "\t"); printf "http_requests_total{method=\"%%s\",status=\"%%s\"} %%d\n", p[1], p[2], req[k] }
-  for (k in app) { split(k, p, "\t"); printf "app_log_lines_total{service=\"%%s\",level=\"%%s\"} %%d\n", p[1], p[2], app[k] }
+  for (k in req) { split(k, p, "\t"); printf "http_requests_total{method=\"%s\",status=\"%s\"} %d\n", p[1], p[2], req[k] }
+  for (k in app) { split(k, p, "\t"); printf "app_log_lines_total{service=\"%s\",level=\"%s\"} %d\n", p[1], p[2], app[k] }
   split("http_request_duration_seconds app_latency_seconds", names, " ")
   for (n = 1; n <= 2; n++) { name = names[n]; c = 0
     for (i = 1; i <= nb + 1; i++) { c += H[name, i]; le = (i <= nb) ? B[i] + 0 : "+Inf"
-      printf "%%s_bucket{le=\"%%s\"} %%d\n", name, le, c }
-    printf "%%s_count %%d\n%%s_sum %%.17g\n", name, HC[name], name, HS[name] }
+      printf "%s_bucket{le=\"%s\"} %d\n", name, le, c }
+    printf "%s_count %d\n%s_sum %.17g\n", name, HC[name], name, HS[name] }
 }
-""" % ",".join(map(str, BUCKETS))
+""".replace("@BUCKETS@", ",".join(map(str, BUCKETS)))  # noqa: E501
 
 SERVICES = ["checkout", "cart", "auth", "search", "payments", "users"]
 LEVELS = ["DEBUG"] * 5 + ["INFO"] * 12 + ["WARN"] * 3 + ["ERROR"]
@@ -127,8 +128,9 @@ def gen_lines(rng: random.Random, n: int, t0: int = 1_728_000_000) -> list[str]:
         if rng.random() < 0.6:
             path = rng.choice(PATHS).format(rng.randrange(10_000))
             rt = rng.randrange(0, 3000) / 1000 + 0.0005  # never exactly on a bucket bound
+            ip = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
             out.append(
-                f'10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - [{ts} +0000] '
+                f"{ip} - - [{ts} +0000] "
                 f'"{rng.choice(METHODS)} {path} HTTP/1.1" {rng.choice(STATUSES)} '
                 f'{rng.randrange(100, 50_000)} "-" "{rng.choice(AGENTS)}" rt={rt:.4f}\n'
             )
@@ -171,41 +173,43 @@ def parse_exposition(text: str, names: set[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = SAMPLE.match(line)
-        if not m or m.group(1).split("_bucket")[0].removesuffix("_count").removesuffix("_sum") not in names:
+        if (
+            not m
+            or m.group(1).split("_bucket")[0].removesuffix("_count").removesuffix("_sum")
+            not in names
+        ):
             continue
         labels = re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")
-        labels = [(k, str(float(v)) if k == "le" and v != "+Inf" else v) for k, v in labels if k != "prog"]
+        labels = [
+            (k, str(float(v)) if k == "le" and v != "+Inf" else v) for k, v in labels if k != "prog"
+        ]
         key = m.group(1) + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}"
         out[key] = float(m.group(3))
     return out
 
 
-def tree_rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
+def tree_rss_sampler(pid: int, stop: threading.Event, peaks: dict[int, int]) -> None:
+    """Peak RSS (VmHWM, reset by exec) of the process and its children, sampled every 10 ms."""
     while not stop.is_set():
-        total = 0
         pids = [pid]
-        try:
-            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            pids += [int(k) for k in kids]
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            pids += [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         for p in pids:
             try:
                 for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+                    if line.startswith("VmHWM:"):
+                        peaks[p] = max(peaks.get(p, 0), int(line.split()[1]) * 1024)
             except OSError:
                 pass
-        peak[0] = max(peak[0], total)
         time.sleep(0.01)
 
 
 def measure(cmd: list[str], **kw: object) -> tuple[str, float, float, int, int]:
-    """(stdout, wall s, cpu s incl. children, peak RSS of one process, peak RSS of the tree)."""
+    """(stdout, wall s, CPU s incl. children, peak RSS of the process, sum of the tree's peaks)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
-    stop, peak = threading.Event(), [0]
-    sampler = threading.Thread(target=tree_rss_sampler, args=(proc.pid, stop, peak), daemon=True)
+    stop, peaks = threading.Event(), dict[int, int]()
+    sampler = threading.Thread(target=tree_rss_sampler, args=(proc.pid, stop, peaks), daemon=True)
     sampler.start()
     out = proc.stdout.read()
     _, status, ru = os.wait4(proc.pid, 0)
@@ -214,7 +218,7 @@ def measure(cmd: list[str], **kw: object) -> tuple[str, float, float, int, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed with {proc.returncode}")
-    return out, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, peak[0]
+    return out, wall, ru.ru_utime + ru.ru_stime, peaks.get(proc.pid, 0), sum(peaks.values())
 
 
 def one_shot(work: Path, n: int) -> None:
@@ -223,14 +227,17 @@ def one_shot(work: Path, n: int) -> None:
     generate(log, n)
     size = log.stat().st_size
     print(f"generated {n:,} lines ({size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s: {log}")
-    (work / "exporter.yml").write_text(EXPORTER_YML.replace("{log}", str(log)).replace("{positions}", str(work / "pos.json")))
+    (work / "exporter.yml").write_text(
+        EXPORTER_YML.replace("{log}", str(log)).replace("{positions}", str(work / "pos.json"))
+    )
     progs = work / "progs"
     progs.mkdir(exist_ok=True)
     (progs / "bench.mtail").write_text(MTAIL_PROG)
     (work / "bench.awk").write_text(AWK_PROG)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     runs = {
-        "exporter": [sys.executable, "-m", "exporters", "--one-shot", "--config", str(work / "exporter.yml")],
+        "exporter": [sys.executable, "-m", "exporters", "--one-shot", "--config",
+                     str(work / "exporter.yml")],
         "mtail": ["mtail", "--one_shot", "--one_shot_format=prometheus", "--emit_prog_label=false",
                   "--progs", str(progs), "--logs", str(log), "--logtostderr"],
         "mawk": ["mawk", "-f", str(work / "bench.awk"), str(log)],
@@ -264,10 +271,14 @@ def one_shot(work: Path, n: int) -> None:
         print(f"{name:10}{wall:8.2f}{n / wall:12,.0f}{cpu:8.2f}{n / cpu:13,.0f}{cpu / n * 1e6:9.2f}"
               f"{rss / 2**20:8.1f}{tree / 2**20:12.1f}")  # fmt: skip
     ours = n / results["exporter"][1]
-    print(f"\nexporter vs mtail, lines per CPU second: {ours / (n / results['mtail'][1]):.1f}x "
-          f"(target >= 8x); wall clock: {results['mtail'][0] / results['exporter'][0]:.1f}x")
-    print(f"exporter vs mawk,  lines per CPU second: {ours / (n / results['mawk'][1]):.2f}x "
-          f"(target >= 0.6x); wall clock: {results['mawk'][0] / results['exporter'][0]:.2f}x")
+    print(
+        f"\nexporter vs mtail, lines per CPU second: {ours / (n / results['mtail'][1]):.1f}x "
+        f"(target >= 8x); wall clock: {results['mtail'][0] / results['exporter'][0]:.1f}x"
+    )
+    print(
+        f"exporter vs mawk,  lines per CPU second: {ours / (n / results['mawk'][1]):.2f}x "
+        f"(target >= 0.6x); wall clock: {results['mawk'][0] / results['exporter'][0]:.2f}x"
+    )
     if not ok:
         sys.exit(1)
 
@@ -281,7 +292,9 @@ def tailing(work: Path, seconds: float, rate: int) -> None:
     log = work / "tail.log"
     log.write_text("")
     cfg = work / "tail.yml"
-    text = EXPORTER_YML.replace("{log}", str(log)).replace("{positions}", str(work / "tailpos.json"))
+    text = EXPORTER_YML.replace("{log}", str(log)).replace(
+        "{positions}", str(work / "tailpos.json")
+    )
     cfg.write_text(text.replace("127.0.0.1:0", "127.0.0.1:19146"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "exporters", "--config", str(cfg)]

@@ -133,7 +133,7 @@ def parse_config(raw: Any, path: str = "<config>") -> ExporterConfig:
 
 
 def _check(cfg: ExporterConfig, path: str) -> None:
-    host, sep, port = cfg.listen.rpartition(":")
+    _host, sep, port = cfg.listen.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(path, "listen", f"expected HOST:PORT, got {cfg.listen!r}")
     seen: set[str] = set()

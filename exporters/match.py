@@ -26,6 +26,7 @@ class ChunkResult:
     """What one buffer produced. Keys are label values (+ the raw value, last)."""
 
     counts: dict[str, Counter[Key]] = field(default_factory=dict)
+    raw: dict[str, Counter[Any]] = field(default_factory=dict)  # findall results, undecoded
     last: dict[str, dict[Key, str]] = field(default_factory=dict)  # gauges: last value wins
     lines: int = 0
     bytes: int = 0
@@ -140,13 +141,17 @@ class RegexMetric:
             out.last[self.name] = last
             return
         if self.ngroups == 0 or not self.project:
-            out.counts[self.name] = Counter({(): len(found)})
+            out.counts.setdefault(self.name, Counter())[()] += len(found)
             return
-        counted = Counter(found)
-        result: Counter[Key] = Counter()
-        for raw, n in counted.items():
-            result[self._key(raw)] += n
-        out.counts[self.name] = result
+        # counted in C into one Counter per batch: Python only sees distinct tuples, once
+        out.raw.setdefault(self.name, Counter()).update(found)
+
+    def finish(self, out: ChunkResult) -> None:
+        raw = out.raw.pop(self.name, None)
+        if raw:
+            result = out.counts.setdefault(self.name, Counter())
+            for key, n in raw.items():
+                result[self._key(key)] += n
 
 
 def _get(obj: Any, path: Sequence[str]) -> Any:
@@ -199,15 +204,25 @@ class Matcher:
         self.regex = [RegexMetric(m) for m in metrics] if not self.json else []
         self.jsons = [JsonMetric(m) for m in metrics] if self.json else []
 
-    def run(self, buf: bytes, limit: int) -> ChunkResult:
-        out = ChunkResult(bytes=len(buf), lines=buf.count(b"\n"))
+    def run(self, buf: bytes, limit: int, into: ChunkResult | None = None) -> ChunkResult:
+        """Match ``buf``; with ``into``, accumulate there and leave ``finish`` to the caller."""
+        out = into if into is not None else ChunkResult()
+        out.bytes += len(buf)
+        out.lines += buf.count(b"\n")
         cleaned = clean(buf, limit)
-        out.too_long, out.invalid_utf8 = cleaned.too_long, cleaned.invalid_utf8
+        out.too_long += cleaned.too_long
+        out.invalid_utf8 += cleaned.invalid_utf8
         if self.json:
             self._run_json(cleaned.data, out)
         else:
             for metric in self.regex:
                 metric.run(cleaned.data, out)
+        return self.finish(out) if into is None else out
+
+    def finish(self, out: ChunkResult) -> ChunkResult:
+        """Decode the accumulated raw findall counts into label-value keys."""
+        for metric in self.regex:
+            metric.finish(out)
         return out
 
     def _run_json(self, data: bytes, out: ChunkResult) -> None:
@@ -233,8 +248,11 @@ class Matcher:
                     last[m.name][k[:-1]] = k[-1]
                 else:
                     counts[m.name][k] += 1
-        out.counts.update({k: v for k, v in counts.items() if v})
-        out.last.update({k: v for k, v in last.items() if v})
+        for name, c in counts.items():
+            if c:
+                out.counts.setdefault(name, Counter()).update(c)
+        for name, d in last.items():
+            out.last.setdefault(name, {}).update(d)
 
 
 def compile_map(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:

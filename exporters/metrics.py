@@ -46,7 +46,9 @@ class MetricState:
         self.cfg = m
         self.labels = list(m.label_sources)
         self.static = list(m.static_labels.values())
-        self.maps = [[(re.compile(p), v) for p, v in m.map.get(lb, {}).items()] for lb in self.labels]
+        self.maps = [
+            [(re.compile(p), v) for p, v in m.map.get(lb, {}).items()] for lb in self.labels
+        ]
         self.mapped: dict[Key, Key] = {}
         self.bounds = m.buckets or DEFAULT_BUCKETS
         self.series: dict[Key, float | Hist] = {}
@@ -97,9 +99,7 @@ class Store:
         self.bytes_read = Counter(p + "bytes_read", "Bytes read", ["file"], registry=r)
         self.matched = Counter(p + "lines_matched", "Lines matched", ["metric"], registry=r)
         self.parse_errors = Counter(p + "parse_errors", "Unparsable lines", ["file"], registry=r)
-        self.skipped = Counter(
-            p + "lines_skipped", "Lines skipped", ["file", "reason"], registry=r
-        )
+        self.skipped = Counter(p + "lines_skipped", "Lines skipped", ["file", "reason"], registry=r)
         self.lag = Gauge(p + "file_lag_bytes", "Bytes behind the end", ["file"], registry=r)
         self.rotations = Counter(p + "rotations", "Rotations seen", ["file"], registry=r)
         self.truncations = Counter(p + "truncations", "Truncations seen", ["file"], registry=r)
@@ -189,26 +189,35 @@ class Store:
 
     def families(self) -> Iterator[Metric]:
         with self.lock:
-            snapshot = [(st, list(st.series.items())) for st in self.metrics.values()]
+            snapshot = [
+                (st, [(k, _copy(v)) for k, v in st.series.items()]) for st in self.metrics.values()
+            ]
         for st, series in snapshot:
             m = st.cfg
             names = st.labels + list(m.static_labels)
+            help_ = m.help or m.name
+            if m.type == "histogram":
+                hist = HistogramMetricFamily(m.name, help_, labels=names)
+                les = [_le(b) for b in st.bounds] + ["+Inf"]
+                for labels, v in series:
+                    assert isinstance(v, tuple)
+                    cum = list(itertools.accumulate(v[0]))
+                    hist.add_metric([*labels, *st.static], list(zip(les, cum, strict=True)), v[1])
+                yield hist
+                continue
+            fam: CounterMetricFamily | GaugeMetricFamily
             if m.type == "counter":
-                base = m.name.removesuffix("_total")
-                fam: Metric = CounterMetricFamily(base, m.help or m.name, labels=names)
-            elif m.type == "gauge":
-                fam = GaugeMetricFamily(m.name, m.help or m.name, labels=names)
+                fam = CounterMetricFamily(m.name.removesuffix("_total"), help_, labels=names)
             else:
-                fam = HistogramMetricFamily(m.name, m.help or m.name, labels=names)
+                fam = GaugeMetricFamily(m.name, help_, labels=names)
             for labels, v in series:
-                values = [*labels, *st.static]
-                if isinstance(v, Hist):
-                    cum = list(itertools.accumulate(v.buckets))
-                    les = [_le(b) for b in st.bounds] + ["+Inf"]
-                    fam.add_metric(values, list(zip(les, cum, strict=True)), v.sum)  # type: ignore[call-arg]
-                else:
-                    fam.add_metric(values, v)  # type: ignore[call-arg]
+                assert isinstance(v, float)
+                fam.add_metric([*labels, *st.static], v)
             yield fam
+
+
+def _copy(v: float | Hist) -> float | tuple[list[int], float]:
+    return (list(v.buckets), v.sum) if isinstance(v, Hist) else v
 
 
 def _le(b: float) -> str:

@@ -55,8 +55,8 @@ def _sequential(path: str, matcher: Matcher, store: Store, limit: int) -> None:
 def _stdin(cfg: ExporterConfig, store: Store, matcher: Matcher) -> None:
     store.add_file("-")
     splitter = Splitter(cfg.max_line_bytes)
-    stream = sys.stdin.buffer
-    while data := stream.read1(READ_SIZE):
+    fd = sys.stdin.fileno()
+    while data := os.read(fd, READ_SIZE):
         whole, dropped = splitter.feed(data)
         res = matcher.run(whole, cfg.max_line_bytes) if whole else ChunkResult()
         res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
@@ -95,6 +95,7 @@ def scan_range(index: int, path: str, start: int, end: int, limit: int) -> Chunk
                     break
                 pos += len(data)
         splitter = Splitter(limit)
+        nbytes = 0
         while pos < end:
             data = os.pread(fd, READ_SIZE, pos)
             if not data:
@@ -105,17 +106,19 @@ def scan_range(index: int, path: str, start: int, end: int, limit: int) -> Chunk
                 if k >= 0:
                     data, last = data[: k + 1], True
             pos += len(data)
+            nbytes += len(data)
             whole, dropped = splitter.feed(data)
-            res = matcher.run(whole, limit) if whole else ChunkResult()
-            res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
-            total.merge(res)
+            total.lines += dropped
+            total.too_long += dropped
+            if whole:
+                matcher.run(whole, limit, total)
             if last:
                 break
         rest = b"" if splitter.discarding else splitter.flush()
         if rest:
-            res = matcher.run(rest, limit)
-            res.bytes = 0
-            total.merge(res)
+            matcher.run(rest, limit, total)
     finally:
         os.close(fd)
+    matcher.finish(total)
+    total.bytes = nbytes
     return total

@@ -69,7 +69,9 @@ async def _tail_loop(app: web.Application, cfg: ExporterConfig) -> None:
         app[HEALTH].update(ok=False, error=str(e))
 
 
-def _stdin_reader(cfg: ExporterConfig, store: Store, matcher: Matcher, stop: threading.Event) -> None:
+def _stdin_reader(
+    cfg: ExporterConfig, store: Store, matcher: Matcher, stop: threading.Event
+) -> None:
     store.add_file("-")
     splitter = Splitter(cfg.max_line_bytes)
     fd = sys.stdin.fileno()

@@ -32,7 +32,7 @@ from exporters.match import ChunkResult, Matcher
 from exporters.metrics import Store
 
 log = logging.getLogger(__name__)
-READ_SIZE = 4 << 20
+READ_SIZE = 1 << 20
 POLL_BUDGET = 64 << 20  # bytes per file per poll, so one huge backlog does not starve others
 HEAD = 1024  # bytes hashed to spot a replaced file
 ROTATED_GRACE = 5.0
@@ -96,8 +96,12 @@ class Followed:
 
 
 def read_fd(f: Followed, store: Store, budget: int | None = None) -> int:
-    """Read and process whole lines until EOF or budget; returns bytes read."""
+    """Read and process whole lines until EOF or budget; returns bytes read.
+
+    Raw matches of all reads are counted into one batch, decoded and applied once.
+    """
     total = 0
+    acc = ChunkResult()
     while budget is None or total < budget:
         data = os.pread(f.fd, READ_SIZE, f.offset)
         if not data:
@@ -105,10 +109,14 @@ def read_fd(f: Followed, store: Store, budget: int | None = None) -> int:
         f.offset += len(data)
         total += len(data)
         whole, dropped = f.splitter.feed(data)
-        res = f.matcher.run(whole, f.splitter.limit) if whole else ChunkResult()
-        res.bytes, res.lines = len(data), res.lines + dropped
-        res.too_long += dropped
-        store.apply(f.label, res)
+        acc.lines += dropped
+        acc.too_long += dropped
+        if whole:
+            f.matcher.run(whole, f.splitter.limit, acc)
+    if total:
+        f.matcher.finish(acc)
+        acc.bytes = total
+        store.apply(f.label, acc)
     return total
 
 
@@ -225,7 +233,11 @@ class Tailer:
         if entry is not None:
             f.label = entry.get("label", path)
             hl = int(entry.get("head_len", 0))
-            if st.st_size >= entry["offset"] and st.st_size >= hl and _head(fd, hl) == entry["head"]:
+            if (
+                st.st_size >= entry["offset"]
+                and st.st_size >= hl
+                and _head(fd, hl) == entry["head"]
+            ):
                 f.offset = int(entry["offset"])
         elif not self.started and self.first_start and src.start == "end":
             f.offset = st.st_size
@@ -242,7 +254,9 @@ class Tailer:
     def _follow(self, f: Followed) -> int:
         size = os.fstat(f.fd).st_size
         if size < f.offset or (f.head_len and _head(f.fd, f.head_len) != f.head):
-            log.info("%s was truncated (size %d < offset %d): reading from 0", f.path, size, f.offset)
+            log.info(
+                "%s was truncated (size %d < offset %d): reading from 0", f.path, size, f.offset
+            )
             self.store.truncations.labels(f.label).inc()
             f.offset, f.head_len, f.head = 0, 0, ""
             f.splitter = Splitter(self.cfg.max_line_bytes)
@@ -286,8 +300,11 @@ class Tailer:
                     for s, matcher in zip(self.cfg.sources, self.matchers, strict=True):
                         if fnmatch.fnmatch(saved["path"], s.path):
                             m = matcher
-                    f = Followed(saved["label"], entry.path, fd, st.st_dev, st.st_ino,
-                                 int(saved["offset"]), Splitter(self.cfg.max_line_bytes), m)  # fmt: skip
+                    split = Splitter(self.cfg.max_line_bytes)
+                    offset = int(saved["offset"])
+                    f = Followed(
+                        saved["label"], entry.path, fd, st.st_dev, st.st_ino, offset, split, m
+                    )
                     read_fd(f, self.store)
                     flush(f, self.store)
                     self.store.rotations.labels(f.label).inc()

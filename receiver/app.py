@@ -126,8 +126,13 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         store = await AsyncStore.open(config.storage.path)
         app[STORE] = store
+        recovered = await store.run(store.store.recover_sending)
+        if recovered:
+            log.warning(
+                "%d message(s) were being sent when alertmail stopped; resending", recovered
+            )
         worker = EmailWorker(store, runtime, metrics, clock=clock)
-        dispatcher = Dispatcher(store, runtime, clock=clock, on_queued=worker.wake)
+        dispatcher = Dispatcher(store, runtime, clock=clock, on_queued=worker.wake, metrics=metrics)
         app[EMAIL_WORKER] = worker
         app[DISPATCHER] = dispatcher
         _spawn(app, dispatcher.run(), "alertmail-dispatcher")

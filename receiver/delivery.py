@@ -65,11 +65,6 @@ class EmailWorker:
         return len(self._inflight)
 
     async def run(self) -> None:
-        recovered = await self.store.run(self.store.store.recover_sending)
-        if recovered:
-            log.warning(
-                "%d message(s) were being sent when alertmail stopped; resending", recovered
-            )
         while not self._stopping:
             self._wake.clear()
             try:

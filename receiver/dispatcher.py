@@ -19,6 +19,7 @@ from email.policy import SMTP
 
 from receiver.errors import AlertmailError, PayloadError
 from receiver.fallback import fallback_email
+from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
 from receiver.render import ThreadRef, make_message_id
 from receiver.routing import RouteMatch, routes_for
@@ -55,7 +56,9 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         on_queued: Callable[[], None] = lambda: None,
+        metrics: ReceiverMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.store = store
         self.runtime = runtime
         self.clock = clock
@@ -136,9 +139,11 @@ class Dispatcher:
             if not n.firing:
                 closing.append(thread.id)
         reason = None if matches else "no route matched"
-        await self.store.run(
+        queued = await self.store.run(
             store.commit_dispatch, nid, now, messages, alert_records(n), roots, closing, reason
         )
+        if queued.superseded and self.metrics is not None:
+            self.metrics.deliveries.labels("email", "superseded").inc(queued.superseded)
 
     def _render(
         self,

@@ -66,6 +66,16 @@ class NewMessage:
     reason: str | None = None
 
 
+@dataclass(slots=True)
+class Queued:
+    ids: list[int]
+    superseded: int
+
+    def add(self, outbox_id: int, superseded: int) -> None:
+        self.ids.append(outbox_id)
+        self.superseded += superseded
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
     fingerprint: str
@@ -274,9 +284,9 @@ class Store:
         thread_roots: Iterable[tuple[int, str, str]] = (),
         close_threads: Iterable[int] = (),
         reason: str | None = None,
-    ) -> list[int]:
+    ) -> Queued:
         """One transaction: supersede stale messages, queue new ones, record history."""
-        ids: list[int] = []
+        queued = Queued([], 0)
         with self._tx() as db:
             for thread_id, subject, root in thread_roots:
                 db.execute(
@@ -285,7 +295,7 @@ class Store:
                     (subject, root, thread_id),
                 )
             for m in messages:
-                ids.append(self._insert_message(db, m, now))
+                queued.add(*self._insert_message(db, m, now))
             for a in alerts:
                 db.execute(
                     "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
@@ -317,21 +327,25 @@ class Store:
                 "UPDATE notifications SET state='processed', reason=? WHERE id=?",
                 (reason, notification_id),
             )
-        return ids
+        return queued
 
     def enqueue(self, messages: Sequence[NewMessage], now: float) -> list[int]:
+        queued = Queued([], 0)
         with self._tx() as db:
-            return [self._insert_message(db, m, now) for m in messages]
+            for m in messages:
+                queued.add(*self._insert_message(db, m, now))
+        return queued.ids
 
     @staticmethod
-    def _insert_message(db: sqlite3.Connection, m: NewMessage, now: float) -> int:
+    def _insert_message(db: sqlite3.Connection, m: NewMessage, now: float) -> tuple[int, int]:
+        superseded = 0
         if m.supersede_key is not None and m.state == "queued":
-            db.execute(
+            superseded = db.execute(
                 "UPDATE outbox SET state='superseded', finished_at=?, "
                 "reason='a newer message for the same thread and recipients was queued' "
                 "WHERE supersede_key=? AND state IN ('queued','retrying')",
                 (now, m.supersede_key),
-            )
+            ).rowcount
         cur = db.execute(
             "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "
             "thread_id, notification_id, message_id, subject, payload, created_at, "
@@ -356,7 +370,7 @@ class Store:
                 None if m.state == "queued" else now,
             ),
         )
-        return int(cur.lastrowid or 0)
+        return int(cur.lastrowid or 0), superseded
 
     # -- delivery ---------------------------------------------------------------------
     def recover_sending(self) -> int:

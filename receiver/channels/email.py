@@ -80,6 +80,7 @@ class _Outcome:
     permanent: bool = False
     accepted: tuple[str, ...] = ()
     rejected: dict[str, str] = field(default_factory=dict)
+    skipped: bool = False
 
 
 def _reply(a: Attempt) -> str:
@@ -107,11 +108,17 @@ class SmtpChain:
         max_connections: int = 20,
         idle_timeout: float = 30.0,
         on_failover: Callable[[str], None] | None = None,
+        skip_failed_for: float = 10.0,
     ) -> None:
+        """`skip_failed_for`: for that many seconds after a server could not be connected
+        to, `send` does not try it again (its Attempt says "not tried") unless it is the
+        last one. Otherwise every message of a storm would first wait for a dead server
+        (its whole timeout when it hangs) and take pool slots from the idle connections
+        of the server that works. 0 tries every server on every send."""
         if not servers:
             raise ValueError("an SMTP chain needs at least one server")
         self._servers = tuple(servers)
-        self._pool = ConnectionPool(max_connections, idle_timeout)
+        self._pool = ConnectionPool(max_connections, idle_timeout, skip_failed_for)
         self._on_failover = on_failover
 
     async def __aenter__(self) -> SmtpChain:
@@ -136,7 +143,8 @@ class SmtpChain:
         for i, server in enumerate(self._servers):
             if i:
                 self._failed_over(self._servers[i - 1].name)
-            outcome = await self._try_server(server, message, sender, rcpts)
+            fail_fast = i < len(self._servers) - 1
+            outcome = await self._try_server(server, message, sender, rcpts, fail_fast=fail_fast)
             attempts.append(outcome.attempt)
             rejected = {**invalid, **outcome.rejected}
             if outcome.attempt.ok:
@@ -156,7 +164,8 @@ class SmtpChain:
                     tuple(attempts),
                     rejected,
                 )
-            log.warning("smtp %s failed at %s: %s", a.server, a.stage, _reply(a))
+            level = logging.DEBUG if outcome.skipped else logging.WARNING
+            log.log(level, "smtp %s failed at %s: %s", a.server, a.stage, _reply(a))
         last = attempts[-1]
         raise TemporaryFailure(
             f"all {len(attempts)} SMTP servers failed; last {last.server} at {last.stage}: "
@@ -215,7 +224,13 @@ class SmtpChain:
             log.exception("on_failover callback failed for %s", name)
 
     async def _try_server(
-        self, server: SmtpServer, message: bytes, sender: str, recipients: Sequence[str]
+        self,
+        server: SmtpServer,
+        message: bytes,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        fail_fast: bool = False,
     ) -> _Outcome:
         started = time.monotonic()
 
@@ -223,9 +238,9 @@ class SmtpChain:
             return Attempt(server.name, ok, stage, code, text, time.monotonic() - started)
 
         try:
-            conn = await self._pool.acquire(server)
+            conn = await self._pool.acquire(server, fail_fast=fail_fast)
         except Fault as f:
-            return _Outcome(attempt(False, f.stage, f.code, f.message))
+            return _Outcome(attempt(False, f.stage, f.code, f.message), skipped=f.skipped)
         smtp = conn.smtp
         secret = password_of(server)
         accepted: list[str] = []

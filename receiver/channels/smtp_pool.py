@@ -37,11 +37,14 @@ _MAX_TEXT = 300
 class Fault(Exception):
     """A failure of one server (or the way to it): the message may go to the next one."""
 
-    def __init__(self, stage: str, code: int | None, message: str) -> None:
+    def __init__(
+        self, stage: str, code: int | None, message: str, *, skipped: bool = False
+    ) -> None:
         super().__init__(f"{stage}: {message}")
         self.stage = stage
         self.code = code
         self.message = message
+        self.skipped = skipped  # not tried now: it failed moments ago
 
 
 def one_line(text: str, secret: str | None = None) -> str:
@@ -126,11 +129,15 @@ class ConnectionPool:
     needed; waiters for a free slot park on futures that every release wakes.
     """
 
-    def __init__(self, max_connections: int, idle_timeout: float) -> None:
+    def __init__(
+        self, max_connections: int, idle_timeout: float, skip_failed_for: float = 0.0
+    ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max = max_connections
         self._idle_timeout = idle_timeout
+        self._skip_failed_for = skip_failed_for
+        self._unreachable: dict[int, tuple[float, Fault]] = {}  # id(server) -> (when, why)
         self._open = 0
         self._idle: dict[int, list[Connection]] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -143,16 +150,25 @@ class ConnectionPool:
     def open_connections(self) -> int:
         return self._open
 
-    async def acquire(self, server: SmtpServer) -> Connection:
-        """A live connection to `server`, reused when one is idle; raises `Fault`."""
+    async def acquire(self, server: SmtpServer, *, fail_fast: bool = False) -> Connection:
+        """A live connection to `server`, reused when one is idle; raises `Fault`.
+
+        With `fail_fast`, a server that could not be connected to within the last
+        `skip_failed_for` seconds fails at once, also for callers already waiting.
+        """
         while True:
-            conn = await self._reserve(server)
+            conn = await self._reserve(server, fail_fast)
             if conn is None:
                 try:
                     smtp = await self._open_smtp(server)
+                except Fault as f:
+                    self._unreachable[id(server)] = (time.monotonic(), f)
+                    self._free_slot()
+                    raise
                 except BaseException:
                     self._free_slot()
                     raise
+                self._unreachable.pop(id(server), None)
                 return Connection(server, smtp)
             try:
                 # A reused session may have been dropped by the server while idle, and
@@ -189,11 +205,18 @@ class ConnectionPool:
         await asyncio.gather(*(self._quit(c) for c in idle))
         self._wake()
 
-    async def _reserve(self, server: SmtpServer) -> Connection | None:
+    async def _reserve(self, server: SmtpServer, fail_fast: bool) -> Connection | None:
         """An idle connection to `server`, or None when a slot for a new one was taken."""
         while True:
             if self._closed:
                 raise Fault("connect", None, "SMTP connection pool is closed")
+            failed = self._unreachable.get(id(server))
+            if fail_fast and failed is not None:
+                ago = time.monotonic() - failed[0]
+                if ago < self._skip_failed_for:
+                    f = failed[1]
+                    text = f"not tried: failed {ago:.1f}s ago: {f.message}"
+                    raise Fault(f.stage, f.code, text, skipped=True)
             idle = self._idle.get(id(server), [])
             while idle:
                 conn = idle.pop()  # most recently used: least likely to have timed out

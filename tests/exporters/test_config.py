@@ -34,7 +34,7 @@ metrics:
     format: json
     where: {level: ERROR}                 # dotted field paths: {"http.status": "500"}
     labels: {service: service, code: error.code}
-"""
+"""  # noqa: E501
 
 
 def base(**metric: Any) -> dict[str, Any]:

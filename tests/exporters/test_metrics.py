@@ -17,7 +17,9 @@ def store_for(tmp_path: Path, registry: CollectorRegistry, *metrics: dict[str, o
     return Store(cfg, registry)
 
 
-def test_series_exist_at_zero_before_first_match(tmp_path: Path, registry: CollectorRegistry) -> None:
+def test_series_exist_at_zero_before_first_match(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
     store_for(
         tmp_path,
         registry,
@@ -90,7 +92,13 @@ def test_overflow_folding(tmp_path: Path, registry: CollectorRegistry) -> None:
     store = store_for(
         tmp_path,
         registry,
-        {"name": "u_total", "type": "counter", "match": "(?P<u>.)", "labels": ["u"], "max_series": 3},
+        {
+            "name": "u_total",
+            "type": "counter",
+            "match": "(?P<u>.)",
+            "labels": ["u"],
+            "max_series": 3,
+        },
     )
     res = ChunkResult()
     res.counts["u_total"] = Counter({(f"user{i}",): i + 1 for i in range(6)})

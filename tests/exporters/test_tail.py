@@ -71,7 +71,8 @@ def test_first_start_skips_existing_unless_beginning(tmp_path: Path) -> None:
     append(rig.dir / "a.log", 3)
     rig.poll()
     assert rig.count() == 3
-    begin = Rig(tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path)
+    (tmp_path / "other").mkdir()
+    begin = Rig(tmp_path / "other")
     append(begin.dir / "b.log", 2)
     begin.poll()
     assert begin.count() == 2
@@ -203,7 +204,9 @@ def test_glob_picks_up_new_files_while_running(tmp_path: Path) -> None:
     assert rig.self_metric("lines_read_total", file=str(rig.dir / "new.log")) == 5
 
 
-def test_long_lines_and_invalid_utf8_are_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_lines_and_invalid_utf8_are_skipped_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tail, "READ_SIZE", 64)  # long lines span several reads
     rig = Rig(tmp_path)
     log = rig.dir / "app.log"

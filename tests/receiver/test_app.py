@@ -171,6 +171,8 @@ async def test_outage_then_recovery_sends_only_newest_state(tmp_path: Path) -> N
                     break
                 await asyncio.sleep(0.05)
             assert sorted(await states()) == ["retrying", "superseded"]
+            metrics = await (await rx.session.get(rx.url + "/metrics")).text()
+            assert 'alertmail_deliveries_total{channel="email",result="superseded"} 1.0' in metrics
     # The server comes back (same database, new process state): only the newest is sent.
     async with smtp_sink() as sink:
         cfg = make_config(tmp_path, [server(sink)])

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,57 @@ async def test_cap_counts_connections_to_all_servers() -> None:
     assert len(a.messages) == len(b.messages) == 1
 
 
+async def test_a_server_that_just_failed_is_skipped_for_a_while() -> None:
+    failed_over: list[str] = []
+    async with (
+        hanging_server() as hang,
+        smtp_sink() as good,
+        chain_of(server(hang, timeout=0.5), server(good), on_failover=failed_over.append) as chain,
+    ):
+        first = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+        second = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert first.attempts[0].stage == "timeout" and first.attempts[0].elapsed >= 0.4
+    skipped = second.attempts[0]
+    assert (skipped.server, skipped.ok, skipped.stage) == (hang.name, False, "timeout")
+    assert skipped.message.startswith("not tried: failed")
+    assert hang.connections == 1  # the second send did not wait for it again
+    assert failed_over == [hang.name, hang.name]
+    assert len(good.messages) == 2
+
+
+async def test_skipping_can_be_turned_off_and_spares_the_last_server() -> None:
+    async with closed_port() as a, closed_port() as b:
+        async with chain_of(server(a), server(b), skip_failed_for=0) as chain:
+            for _ in range(2):
+                with pytest.raises(TemporaryFailure) as off:
+                    await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+        async with chain_of(server(a), server(b)) as chain:
+            for _ in range(2):
+                with pytest.raises(TemporaryFailure) as on:
+                    await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert not any(x.message.startswith("not tried") for x in off.value.attempts)
+    first, last = on.value.attempts
+    assert first.message.startswith("not tried") and first.stage == "connect"
+    assert not last.message.startswith("not tried")  # the last server is always tried
+
+
+async def test_storm_with_the_first_server_down_reuses_the_second() -> None:
+    async with (
+        closed_port() as down,
+        smtp_sink() as sink,
+        chain_of(server(down), server(sink), max_connections=20) as chain,
+    ):
+        results = await asyncio.gather(
+            *(chain.send(MESSAGE, SENDER, [f"u{i}@example.com"]) for i in range(200))
+        )
+
+    assert all(r.server == sink.name for r in results)
+    assert len(sink.messages) == 200
+    assert sink.connections <= 20 and sink.peak_connections <= 20
+
+
 async def test_connection_dropped_by_the_server_while_idle_is_replaced() -> None:
     async with smtp_sink(session_timeout=0.3) as sink, chain_of(server(sink)) as chain:
         await chain.send(MESSAGE, SENDER, ["ops@example.com"])
@@ -407,6 +459,32 @@ async def test_implicit_tls_with_server_name(cert: tuple[Path, Path]) -> None:
 
     assert result.server == sink.name
     assert sink.messages[0].tls
+
+
+async def test_implicit_tls_with_a_client_certificate(
+    cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    client_cert, client_key = self_signed_cert(tmp_path, "alertmail-client")
+    ctx = server_tls_context(*cert)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(client_cert)
+    async with smtp_sink(implicit_tls=ctx) as sink:
+        base = TlsClientConfig(ca_file=str(cert[0]))
+        with_cert = base.model_copy(
+            update={"cert_file": str(client_cert), "key_file": str(client_key)}
+        )
+        configs = [
+            SmtpServer(host=sink.host, port=sink.port, tls=True, tls_config=tls, timeout=5)
+            for tls in (with_cert, base)
+        ]
+        async with chain_of(configs[0]) as chain:
+            result = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+        async with chain_of(configs[1]) as chain:
+            with pytest.raises(TemporaryFailure):
+                await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert result.server == sink.name
+    assert len(sink.messages) == 1  # the one without a client certificate got nowhere
 
 
 async def test_auth_with_the_right_password() -> None:

@@ -1,0 +1,123 @@
+"""One-shot runs end to end: counts equal an independent count of the generated log."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporters import oneshot
+from exporters.cli import run
+from tests.exporters.conftest import samples, value
+
+CONFIG = {
+    "sources": [{"path": "LOG", "format": "regex"}, {"path": "JSONL", "format": "json"}],
+    "metrics": [
+        {
+            "name": "http_requests_total",
+            "type": "counter",
+            "match": r'"(?P<method>[A-Z]+) [^"]*" (?P<status>\d{3}) ',
+            "labels": ["method", "status"],
+            "map": {"status": {"5..": "5xx"}},
+        },
+        {
+            "name": "http_request_duration_seconds",
+            "type": "histogram",
+            "match": r"rt=(?P<ms>\d+)ms",
+            "value": "ms",
+            "scale": 0.001,
+            "buckets": [0.1, 0.5],
+        },
+        {
+            "name": "app_log_lines_total",
+            "type": "counter",
+            "format": "json",
+            "labels": {"service": "service", "level": "level"},
+        },
+    ],
+}
+
+
+def write_logs(tmp_path: Path, n: int) -> tuple[Path, dict[tuple[str, str], int], list[int]]:
+    rng = random.Random(n)
+    counts: dict[tuple[str, str], int] = {}
+    rts: list[int] = []
+    with (tmp_path / "access.log").open("w") as fh:
+        for i in range(n):
+            method, status = rng.choice(["GET", "POST"]), rng.choice(["200", "404", "503"])
+            rt = rng.randrange(1000)
+            if i % 7 == 0:
+                fh.write(f'garbage line {i} with "quote\n')
+                continue
+            fh.write(f'1.2.3.4 - - [x] "{method} /p/{i} HTTP/1.1" {status} 12 rt={rt}ms\n')
+            key = (method, "5xx" if status == "503" else status)
+            counts[key] = counts.get(key, 0) + 1
+            rts.append(rt)
+    with (tmp_path / "app.jsonl").open("w") as fh:
+        fh.write(
+            '{"service": "api", "level": "info"}\nnot json\n{"service": "db", "level": "error"}'
+        )
+    raw = yaml.safe_dump(CONFIG).replace("LOG", str(tmp_path / "access.log"))
+    cfg = tmp_path / "exporter.yml"
+    cfg.write_text(raw.replace("JSONL", str(tmp_path / "app.jsonl")))
+    return cfg, counts, rts
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_one_shot_counts_equal_independent_count(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    parallel: bool,
+) -> None:
+    if parallel:
+        monkeypatch.setattr(oneshot, "PARALLEL_MIN", 1024)
+        monkeypatch.setattr("os.cpu_count", lambda: 3)
+    cfg, counts, rts = write_logs(tmp_path, 20_000)
+    assert run(str(cfg), one_shot=True) == 0
+    got = samples(capsys.readouterr().out)
+    for (method, status), n in counts.items():
+        assert value(got, "http_requests_total", method=method, status=status) == n
+    assert value(got, "http_request_duration_seconds_count") == len(rts)
+    assert value(got, "http_request_duration_seconds_bucket", le="0.1") == sum(
+        r <= 100 for r in rts
+    )
+    assert value(got, "http_request_duration_seconds_sum") == pytest.approx(sum(rts) / 1000)
+    assert value(got, "app_log_lines_total", service="db", level="error") == 1  # no final newline
+    assert (
+        value(got, "alertmail_exporter_parse_errors_total", file=str(tmp_path / "app.jsonl")) == 1
+    )
+    log = str(tmp_path / "access.log")
+    assert value(got, "alertmail_exporter_lines_read_total", file=log) == 20_000
+    assert value(got, "alertmail_exporter_bytes_read_total", file=log) == Path(log).stat().st_size
+
+
+def test_one_shot_output_passes_promtool_style_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, _, _ = write_logs(tmp_path, 50)
+    run(str(cfg), one_shot=True)
+    out = capsys.readouterr().out
+    for name in ("lines_read", "bytes_read", "lines_matched", "parse_errors", "lines_skipped",
+                 "rotations", "truncations", "series_folded"):  # fmt: skip
+        assert re.search(rf"^# TYPE alertmail_exporter_{name}_total counter$", out, re.M), name
+    assert "# TYPE alertmail_exporter_file_lag_bytes gauge" in out
+    assert "alertmail_exporter_build_info{" in out
+
+
+def test_main_reports_config_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporters.__main__ import main
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("sources: []\nmetrics: [{name: x_total, type: counter, match: '(('}]\n")
+    monkeypatch.setattr(sys, "argv", ["exporters", "--one-shot", "--config", str(bad)])
+    assert main() == 2
+    assert (
+        "metrics[0].match: metric x_total: regex '((' does not compile" in capsys.readouterr().err
+    )
