@@ -87,6 +87,11 @@ class LoadResult:
     def p(self, q: float) -> float:
         return percentile(self.latencies, q) * 1000.0
 
+    def merge(self, other: LoadResult) -> None:
+        self.latencies += other.latencies
+        self.failures += other.failures
+        self.elapsed += other.elapsed
+
     def line(self) -> str:
         return (
             f"{self.rps:8.0f} req/s  p50 {self.p(0.5):6.2f} ms  p99 {self.p(0.99):6.2f} ms"
@@ -110,6 +115,11 @@ class Row:
         if self.baseline is None or not self.baseline or math.isnan(self.baseline):
             return None
         return self.value / self.baseline
+
+
+def label(target: str) -> str:
+    """Column label of a target in the per-phase lines."""
+    return f"{target if target == 'bare' else 'alertmail/' + target:<19}"
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -157,8 +167,9 @@ class SinkStats:
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
     def reset(self) -> None:
+        """Start counting afresh; connections already open (a client's pool) count as used."""
         self.accepted.clear()
-        self.connections = 0
+        self.connections = self.active
         self.peak_connections = self.active
 
     async def wait_count(self, count: int, timeout: float) -> bool:
@@ -209,7 +220,7 @@ class _CountingSMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self._stats.active -= 1
-        self._stats.transports.discard(self.transport)  # type: ignore[arg-type]
+        self._stats.transports.discard(self.transport)
         super().connection_lost(error)
 
 
@@ -322,7 +333,7 @@ async def _wait_ready(
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited {proc.returncode}:\n{_tail(log_path)}")
+                raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{_tail(log_path)}")
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 async with session.get(url) as resp:
                     if resp.status == 200:
@@ -415,12 +426,12 @@ def _backlog(db: Path) -> int:
     return int(row[0])
 
 
-async def wait_drained(rx: Receiver, timeout: float) -> float:
+async def wait_drained(db: Path, timeout: float) -> float:
     """Wait until the receiver has dispatched and sent everything; returns seconds waited."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
-            if await asyncio.to_thread(_backlog, rx.db) == 0:
+            if await asyncio.to_thread(_backlog, db) == 0:
                 break
         except sqlite3.Error:
             pass  # busy or mid-checkpoint: look again
@@ -612,7 +623,8 @@ def alert(name: str, via: str, group: str, instance: str, kind: str) -> dict[str
 
 @dataclass
 class Settings:
-    requests: int
+    requests: int  # per concurrency level, bare and pure-ingest receiver
+    delivery_requests: int  # the same for the receiver with a route: its drain is slow
     rate_seconds: float
     burst: int
     latency_reps: int
@@ -621,14 +633,25 @@ class Settings:
 
 
 FULL = Settings(
-    requests=2000, rate_seconds=5.0, burst=1000, latency_reps=10, storm_groups=200,
+    requests=2000,
+    delivery_requests=500,
+    rate_seconds=5.0,
+    burst=1000,
+    latency_reps=10,
+    storm_groups=200,
     drain_timeout=60.0,
-)  # fmt: skip
+)
 QUICK = Settings(
-    requests=300, rate_seconds=2.0, burst=1000, latency_reps=3, storm_groups=200,
+    requests=300,
+    delivery_requests=200,
+    rate_seconds=2.0,
+    burst=1000,
+    latency_reps=3,
+    storm_groups=200,
     drain_timeout=30.0,
-)  # fmt: skip
+)
 CONCURRENCY = (1, 8, 32)
+ROUNDS = 4  # phase 1 alternates targets in rounds, so load from elsewhere hits all alike
 RATE = 200.0
 INGEST_RATIO = 0.40
 RATE_P99_MS = 25.0
@@ -646,21 +669,53 @@ class Targets:
     receivers: dict[str, Receiver]
 
 
+async def _round(
+    url: str, db: Path | None, bodies: list[bytes], c: int, s: Settings
+) -> tuple[LoadResult, float]:
+    """One closed-loop run, then (for a receiver) wait until its background work is done,
+    so dispatch and delivery of this run do not load whatever is measured next."""
+    res = await closed_loop(f"{url}/webhook", bodies, c)
+    drained = 0.0
+    if db is not None:
+        drained = await wait_drained(db, s.drain_timeout)
+    return res, drained
+
+
+async def _level(
+    t: Targets, c: int, s: Settings, fixture: dict[str, Any]
+) -> dict[str, tuple[LoadResult, float]]:
+    targets: list[tuple[str, str, Path | None, int]] = [("bare", t.bare, None, s.requests)]
+    for variant, rx in t.receivers.items():
+        n = s.delivery_requests if variant == "delivery" else s.requests
+        targets.append((variant, rx.url, rx.db, n))
+    out = {name: (LoadResult(), 0.0) for name, *_ in targets}
+    for r in range(ROUNDS):
+        for name, url, db, n in targets[r:] + targets[:r]:  # rotate who goes first
+            bodies = make_bodies(fixture, f"{name}-c{c}-r{r}", n // ROUNDS + c)
+            res, drained = await _round(url, db, bodies, c, s)
+            total, waited = out[name]
+            total.merge(res)
+            out[name] = (total, waited + drained)
+    return out
+
+
 async def phase_ingest(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[Row]:
-    print(f"\n== 1. ingest, closed loop, {s.requests} webhooks per level (3-alert body) ==")
+    print(
+        f"\n== 1. ingest, closed loop, 3-alert body; {s.requests} webhooks per level"
+        f" (delivery: {s.delivery_requests}) in {ROUNDS} alternating rounds =="
+    )
     rows: list[Row] = []
     for c in CONCURRENCY:
-        n = s.requests + c
-        bare = await closed_loop(f"{t.bare}/webhook", make_bodies(fixture, f"bare-c{c}", n), c)
-        print(f"  c={c:<3} bare             {bare.line()}")
-        for variant, rx in t.receivers.items():
-            bodies = make_bodies(fixture, f"{variant}-c{c}", n)
-            res = await closed_loop(f"{rx.url}/webhook", bodies, c)
+        results = await _level(t, c, s, fixture)
+        bare = results["bare"][0]
+        print(f"  c={c:<3} {label('bare')}{bare.line()}")
+        for variant in t.receivers:
+            res, drained = results[variant]
             ratio = res.rps / bare.rps
-            print(f"  c={c:<3} alertmail/{variant:<7}{res.line()}  {ratio:.2f}x bare")
-            waited = await wait_drained(rx, s.drain_timeout)
-            if waited > 0.5:
-                print(f"        ({variant}: background dispatch/delivery drained in {waited:.1f}s)")
+            print(
+                f"  c={c:<3} {label(variant)}{res.line()}  {ratio:.2f}x bare"
+                f"  (backlog drained after: {drained:.1f}s)"
+            )
             rows.append(
                 Row(
                     f"ingest c={c} {variant} (req/s)",
@@ -678,12 +733,12 @@ async def phase_rate(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[R
     n = int(RATE * s.rate_seconds) + 1
     print(f"\n== 2. open loop, {RATE:.0f} webhooks/s for {s.rate_seconds:.0f}s ==")
     bare = await open_loop(f"{t.bare}/webhook", make_bodies(fixture, "bare-rate", n), RATE)
-    print(f"  bare             {bare.line()}")
+    print(f"  {label('bare')}{bare.line()}")
     rows = []
     for variant, rx in t.receivers.items():
         res = await open_loop(f"{rx.url}/webhook", make_bodies(fixture, f"{variant}-rate", n), RATE)
-        print(f"  alertmail/{variant:<7}{res.line()}")
-        waited = await wait_drained(rx, s.drain_timeout)
+        print(f"  {label(variant)}{res.line()}")
+        waited = await wait_drained(rx.db, s.drain_timeout)
         if waited > 0.5:
             print(f"        ({variant}: background work drained in {waited:.1f}s)")
         p99 = res.p(0.99)
@@ -703,11 +758,11 @@ async def phase_rate(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[R
 async def phase_burst(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[Row]:
     print(f"\n== 3. burst of {s.burst} concurrent webhooks, fresh connections ==")
     bare = await burst(f"{t.bare}/webhook", make_bodies(fixture, "bare-burst", s.burst))
-    print(f"  bare             all answered in {bare.elapsed:.3f}s  {bare.line()}")
+    print(f"  {label('bare')}all answered in {bare.elapsed:.3f}s  {bare.line()}")
     rows = []
     for variant, rx in t.receivers.items():
         res = await burst(f"{rx.url}/webhook", make_bodies(fixture, f"{variant}-burst", s.burst))
-        print(f"  alertmail/{variant:<7}all answered in {res.elapsed:.3f}s  {res.line()}")
+        print(f"  {label(variant)}all answered in {res.elapsed:.3f}s  {res.line()}")
         rows.append(
             Row(
                 f"burst {s.burst} {variant} (time)",
@@ -750,7 +805,7 @@ async def phase_latency(
                 t = await _one_alert_latency(session, am, sink, via, i)
                 if i:
                     times[via].append(t)
-            await wait_drained(rx, 5.0)
+            await wait_drained(rx.db, 5.0)
     med = {via: statistics.median(ts) * 1000.0 for via, ts in times.items()}
     for via, ts in times.items():
         ms = ", ".join(f"{x * 1000:.1f}" for x in ts)

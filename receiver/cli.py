@@ -15,7 +15,7 @@ from pathlib import Path
 
 from receiver import __version__
 from receiver.config import Config, load_config
-from receiver.errors import AlertmailError, ConfigError
+from receiver.errors import AlertmailError, ConfigError, DeliveryError
 from receiver.logsetup import configure_logging
 
 log = logging.getLogger(__name__)
@@ -235,9 +235,13 @@ async def _test_email(config: Config, to: str) -> int:
             message_id=make_message_id(config.smtp.from_),
             now=datetime.now(UTC),
         )
-        results = await chain.probe(
-            msg.as_bytes(policy=SMTP), envelope_address(config.smtp.from_), [to]
-        )
+        try:
+            results = await chain.probe(
+                msg.as_bytes(policy=SMTP), envelope_address(config.smtp.from_), [to]
+            )
+        except DeliveryError as exc:
+            print(f"not sent: {exc}", file=sys.stderr)
+            return 1
         for server, res in zip(config.smtp.servers, results, strict=False):
             if isinstance(res, SendResult):
                 rejected = f" (refused: {res.rejected})" if res.rejected else ""

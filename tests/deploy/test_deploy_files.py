@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .helpers import DASHBOARDS_DIR, DEPLOY, REPO, load_yaml
 
@@ -332,3 +334,73 @@ def test_receiver_example_config_matches_alertmanager() -> None:
         if json_uid
     }
     assert uids <= {"alertmail-logs", "alertmail-pipeline"}
+
+
+# ------------------------------------------- the project's own loaders accept the configs
+
+
+def test_exporter_config_loads_with_the_exporter() -> None:
+    from exporters.config import load_config
+
+    cfg = load_config(str(EXPORTER_YML))
+    assert {m.name for m in cfg.metrics} == set(_metrics())
+    assert [m.name for s in cfg.sources for m in cfg.metrics_for(s)] == [
+        "app_log_lines_total",
+        "http_requests_total",
+        "http_request_duration_seconds",
+    ]
+
+
+def test_receiver_example_config_loads_with_the_receiver(tmp_path: Path) -> None:
+    from receiver.config import config_from_dict
+
+    data = load_yaml(RECEIVER_YML)
+    token = tmp_path / "token"
+    token.write_text("example-token\n", encoding="utf-8")
+    data["auth"]["bearer_token_file"] = str(token)  # /etc/alertmail/token does not exist here
+    cfg = config_from_dict(data, str(RECEIVER_YML))
+    assert cfg.deadman is not None and cfg.deadman.alertname == "Watchdog"
+    assert cfg.routes[0].matchers[0].value == "alertmail-watchdog"
+
+
+def test_exporter_config_produces_the_metrics_the_rules_use(tmp_path: Path) -> None:
+    """Run the real exporter (one-shot) with the shipped config on sample logs."""
+    alertmail = Path(sys.executable).parent / "alertmail"
+    if not alertmail.exists():
+        pytest.skip("the alertmail command is not installed in this environment")
+    app_log = tmp_path / "app.jsonl"
+    app_log.write_text(
+        '{"service": "api", "level": "ERROR", "msg": "boom"}\n'
+        '{"service": "api", "level": "info", "msg": "ok"}\n',
+        encoding="utf-8",
+    )
+    access_log = tmp_path / "access.log"
+    access_log.write_text(NGINX_LINE + "\n" + NGINX_LINE.replace('" 503 ', '" 200 ') + "\n")
+    cfg = load_yaml(EXPORTER_YML)
+    cfg["sources"][0]["path"] = str(app_log)
+    cfg["sources"][1]["path"] = str(access_log)
+    cfg["positions"] = str(tmp_path / "positions.json")
+    for source in cfg["sources"]:
+        source["start"] = "beginning"
+    config = tmp_path / "exporter.yml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    res = subprocess.run(
+        [str(alertmail), "export", "--one-shot", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in res.stdout.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['app_log_lines_total{level="error",service="api"}'] == 1
+    assert samples['http_requests_total{method="GET",status="5xx"}'] == 1
+    assert samples['http_requests_total{method="GET",status="2xx"}'] == 1
+    assert samples['http_requests_total{method="POST",status="5xx"}'] == 0, "pre-initialised"
+    assert samples['http_request_duration_seconds_bucket{le="0.25"}'] == 2
+    assert samples["http_request_duration_seconds_count"] == 2
