@@ -669,33 +669,37 @@ class Targets:
     receivers: dict[str, Receiver]
 
 
-async def _round(
-    url: str, db: Path | None, bodies: list[bytes], c: int, s: Settings
-) -> tuple[LoadResult, float]:
-    """One closed-loop run, then (for a receiver) wait until its background work is done,
-    so dispatch and delivery of this run do not load whatever is measured next."""
-    res = await closed_loop(f"{url}/webhook", bodies, c)
-    drained = 0.0
-    if db is not None:
-        drained = await wait_drained(db, s.drain_timeout)
-    return res, drained
+@dataclass(frozen=True)
+class Target:
+    name: str  # "bare" or the receiver variant
+    url: str
+    db: Path | None  # the receiver's database, to wait for its backlog; None for bare
 
 
-async def _level(
-    t: Targets, c: int, s: Settings, fixture: dict[str, Any]
+def targets_of(t: Targets) -> list[Target]:
+    return [Target("bare", t.bare, None)] + [
+        Target(variant, rx.url, rx.db) for variant, rx in t.receivers.items()
+    ]
+
+
+Load = Callable[[Target, int], Awaitable[LoadResult]]
+
+
+async def alternate(
+    targets: Sequence[Target], rounds: int, load: Load, drain_timeout: float
 ) -> dict[str, tuple[LoadResult, float]]:
-    targets: list[tuple[str, str, Path | None, int]] = [("bare", t.bare, None, s.requests)]
-    for variant, rx in t.receivers.items():
-        n = s.delivery_requests if variant == "delivery" else s.requests
-        targets.append((variant, rx.url, rx.db, n))
-    out = {name: (LoadResult(), 0.0) for name, *_ in targets}
-    for r in range(ROUNDS):
-        for name, url, db, n in targets[r:] + targets[:r]:  # rotate who goes first
-            bodies = make_bodies(fixture, f"{name}-c{c}-r{r}", n // ROUNDS + c)
-            res, drained = await _round(url, db, bodies, c, s)
-            total, waited = out[name]
+    """Run `load(target, round)` for every target, `rounds` times, rotating who goes first,
+    so load from elsewhere on the machine falls on all targets alike. After each receiver
+    run, wait for its backlog (dispatch, delivery) so it does not load the next run.
+    Returns per target the merged result and the seconds spent waiting for the backlog."""
+    out = {t.name: (LoadResult(), 0.0) for t in targets}
+    for r in range(rounds):
+        for target in [*targets[r % len(targets) :], *targets[: r % len(targets)]]:
+            res = await load(target, r)
+            drained = 0.0 if target.db is None else await wait_drained(target.db, drain_timeout)
+            total, waited = out[target.name]
             total.merge(res)
-            out[name] = (total, waited + drained)
+            out[target.name] = (total, waited + drained)
     return out
 
 
@@ -706,7 +710,13 @@ async def phase_ingest(t: Targets, s: Settings, fixture: dict[str, Any]) -> list
     )
     rows: list[Row] = []
     for c in CONCURRENCY:
-        results = await _level(t, c, s, fixture)
+
+        async def load(target: Target, r: int, c: int = c) -> LoadResult:
+            n = s.delivery_requests if target.name == "delivery" else s.requests
+            bodies = make_bodies(fixture, f"{target.name}-c{c}-r{r}", n // ROUNDS + c)
+            return await closed_loop(f"{target.url}/webhook", bodies, c)
+
+        results = await alternate(targets_of(t), ROUNDS, load, s.drain_timeout)
         bare = results["bare"][0]
         print(f"  c={c:<3} {label('bare')}{bare.line()}")
         for variant in t.receivers:
@@ -730,17 +740,20 @@ async def phase_ingest(t: Targets, s: Settings, fixture: dict[str, Any]) -> list
 
 
 async def phase_rate(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[Row]:
-    n = int(RATE * s.rate_seconds) + 1
-    print(f"\n== 2. open loop, {RATE:.0f} webhooks/s for {s.rate_seconds:.0f}s ==")
-    bare = await open_loop(f"{t.bare}/webhook", make_bodies(fixture, "bare-rate", n), RATE)
+    slices = max(1, round(s.rate_seconds))
+    print(f"\n== 2. open loop, {RATE:.0f} webhooks/s, {slices} alternating slices of 1s each ==")
+
+    async def load(target: Target, r: int) -> LoadResult:
+        bodies = make_bodies(fixture, f"{target.name}-rate-{r}", int(RATE) + 1)
+        return await open_loop(f"{target.url}/webhook", bodies, RATE)
+
+    results = await alternate(targets_of(t), slices, load, s.drain_timeout)
+    bare = results["bare"][0]
     print(f"  {label('bare')}{bare.line()}")
     rows = []
-    for variant, rx in t.receivers.items():
-        res = await open_loop(f"{rx.url}/webhook", make_bodies(fixture, f"{variant}-rate", n), RATE)
-        print(f"  {label(variant)}{res.line()}")
-        waited = await wait_drained(rx.db, s.drain_timeout)
-        if waited > 0.5:
-            print(f"        ({variant}: background work drained in {waited:.1f}s)")
+    for variant in t.receivers:
+        res, drained = results[variant]
+        print(f"  {label(variant)}{res.line()}  (backlog drained after: {drained:.1f}s)")
         p99 = res.p(0.99)
         rows.append(
             Row(
@@ -977,11 +990,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     python = sys.version.split()[0]
     print(f"alertmail receiver bench ({mode}), Python {python}, {os.cpu_count()} CPUs")
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     with _workdir(args.keep) as workdir:
         rows = asyncio.run(run(settings, workdir))
         print_summary(rows)
-    print(f"\n(total {time.monotonic() - started:.0f}s)")
+    # Other work on the machine moves every figure; the load average says how much.
+    print(
+        f"\n(total {time.monotonic() - started:.0f}s; 1-min load average"
+        f" {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end)"
+    )
     return 0  # a measurement, not a test
 
 

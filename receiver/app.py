@@ -10,16 +10,29 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from receiver.channels.slack import SlackClient
 from receiver.config import Config
 from receiver.delivery import EmailWorker
 from receiver.dispatcher import Dispatcher
 from receiver.errors import AlertmailError, ConfigError, StoreError
-from receiver.keys import DISPATCHER, EMAIL_WORKER, METRICS, RUNTIME, STORE
+from receiver.keys import (
+    DISPATCHER,
+    EMAIL_WORKER,
+    HTTP_SESSION,
+    METRICS,
+    RUNTIME,
+    SCHEDULER,
+    SLACK_WORKER,
+    STORE,
+)
 from receiver.metrics import ReceiverMetrics
 from receiver.runtime import build_runtime, reload_runtime
+from receiver.scheduler import Scheduler
+from receiver.slack_delivery import SlackWorker
 from receiver.store_async import AsyncStore
 from receiver.webhook import handle_webhook
 
@@ -74,6 +87,7 @@ async def reload_app(app: web.Application) -> None:
         raise
     runtime.replace_with(new)
     app[EMAIL_WORKER].wake()
+    app[SLACK_WORKER].wake()
     log.info("config reloaded from %s", runtime.config_path)
 
 
@@ -114,6 +128,7 @@ def create_app(
     config_path: Path | None = None,
     clock: Callable[[], float] = time.time,
     metrics: ReceiverMetrics | None = None,
+    run_scheduler: bool = True,
 ) -> web.Application:
     metrics = metrics or ReceiverMetrics()
     runtime = build_runtime(config, config_path, metrics)
@@ -131,23 +146,44 @@ def create_app(
             log.warning(
                 "%d message(s) were being sent when alertmail stopped; resending", recovered
             )
-        worker = EmailWorker(store, runtime, metrics, clock=clock)
-        dispatcher = Dispatcher(store, runtime, clock=clock, on_queued=worker.wake, metrics=metrics)
-        app[EMAIL_WORKER] = worker
+        session = aiohttp.ClientSession()
+        app[HTTP_SESSION] = session
+        email = EmailWorker(store, runtime, metrics, clock=clock)
+        slack = SlackWorker(store, runtime, metrics, clock=clock)
+        slack.client = SlackClient(
+            session, api_url=config.slack.api_url, timeout=config.slack.timeout
+        )
+
+        def wake_workers() -> None:
+            email.wake()
+            slack.wake()
+
+        dispatcher = Dispatcher(
+            store, runtime, clock=clock, on_queued=wake_workers, metrics=metrics
+        )
+        scheduler = Scheduler(store, runtime, metrics, clock=clock, on_queued=wake_workers)
+        app[EMAIL_WORKER] = email
+        app[SLACK_WORKER] = slack
         app[DISPATCHER] = dispatcher
+        app[SCHEDULER] = scheduler
         _spawn(app, dispatcher.run(), "alertmail-dispatcher")
-        _spawn(app, worker.run(), "alertmail-email-worker")
+        _spawn(app, email.run(), "alertmail-email-worker")
+        _spawn(app, slack.run(), "alertmail-slack-worker")
+        if run_scheduler:
+            _spawn(app, scheduler.run(), "alertmail-scheduler")
         _spawn(app, _prune_loop(app), "alertmail-prune")
         try:
             yield
         finally:
-            await worker.stop(app[RUNTIME].config.shutdown_timeout)
+            timeout = app[RUNTIME].config.shutdown_timeout
+            await asyncio.gather(email.stop(timeout), slack.stop(timeout))
             for task in app[TASKS]:
                 task.cancel()
             await asyncio.gather(*app[TASKS], return_exceptions=True)
             chain = app[RUNTIME].smtp
             if chain is not None:
                 await chain.close()
+            await session.close()
             with contextlib.suppress(StoreError):
                 await store.close()
 

@@ -155,7 +155,7 @@ class SmtpPool(_Model):
     max_connections: int = Field(default=20, ge=1, le=1000)
 
 
-class SmtpRetry(_Model):
+class RetryPolicy(_Model):
     initial: Duration = 5.0
     max: Duration = 300.0
     give_up_after: Duration = 86400.0
@@ -165,7 +165,7 @@ class SmtpConfig(_Model):
     from_: str = Field(alias="from")
     servers: list[SmtpServer] = Field(min_length=1)
     pool: SmtpPool = SmtpPool()
-    retry: SmtpRetry = SmtpRetry()
+    retry: RetryPolicy = RetryPolicy()
 
     @field_validator("from_")
     @classmethod
@@ -198,6 +198,8 @@ class SlackTarget(_Model):
 class SlackConfig(_Model):
     webhooks: dict[str, SlackTarget] = Field(default_factory=dict)
     api_url: HttpUrl = "https://slack.com/api"
+    timeout: Duration = 10.0
+    retry: RetryPolicy = RetryPolicy()
 
 
 class FloodConfig(_Model):

@@ -1,7 +1,8 @@
-"""The outbox worker for email: claim due messages, send, record, back off.
+"""Outbox workers: claim due messages, deliver, record, back off. One worker per channel,
+so Slack failures never delay email and the reverse.
 
 Messages are claimed most urgent first (priority, then age), so a critical never waits
-behind a backlog of warnings; at most ``smtp.pool.max_connections`` sends run at once.
+behind a backlog of warnings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from receiver.channels.email import Attempt, PermanentFailure, SendResult, TemporaryFailure
+from receiver.config import RetryPolicy
 from receiver.errors import StoreError
 from receiver.metrics import ReceiverMetrics
 from receiver.render import envelope_address
@@ -38,7 +40,9 @@ def _records(attempts: Sequence[Attempt]) -> list[AttemptRecord]:
     return [AttemptRecord(a.server, a.ok, a.stage, a.code, a.message, a.elapsed) for a in attempts]
 
 
-class EmailWorker:
+class OutboxWorker:
+    channel = ""
+
     def __init__(
         self,
         store: AsyncStore,
@@ -57,6 +61,19 @@ class EmailWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
 
+    # -- what a channel defines -----------------------------------------------------------
+    def concurrency(self) -> int:
+        """How many deliveries may run at once; 0 when the channel is not configured."""
+        raise NotImplementedError
+
+    def retry_policy(self) -> RetryPolicy:
+        raise NotImplementedError
+
+    async def deliver(self, row: OutboxRow) -> None:
+        """Send one message and record its outcome (with _record / _retry_or_die)."""
+        raise NotImplementedError
+
+    # -- the loop -------------------------------------------------------------------------
     def wake(self) -> None:
         self._wake.set()
 
@@ -73,21 +90,30 @@ class EmailWorker:
                 await self._sleep()
             except StoreError as exc:
                 # The database is busy or failing: the queue is still there; try again soon.
-                log.error("outbox not readable, retrying: %s", exc)
+                log.error("%s outbox not readable, retrying: %s", self.channel, exc)
                 await asyncio.sleep(IDLE_POLL)
 
     async def _claim_and_start(self) -> bool:
-        """Start sends for due messages; True when every free slot was filled."""
-        smtp = self.runtime.config.smtp
-        if smtp is None or self.runtime.smtp is None:
+        """Start deliveries for due messages; True when every free slot was filled."""
+        limit = self.concurrency()
+        free = limit - len(self._inflight)
+        if free <= 0:
             return False
-        free = smtp.pool.max_connections - len(self._inflight)
-        rows = await self.store.run(self.store.store.claim_due, "email", self.clock(), free)
+        rows = await self.store.run(self.store.store.claim_due, self.channel, self.clock(), free)
         for row in rows:
-            task = asyncio.create_task(self._send(row), name=f"send-{row.id}")
+            task = asyncio.create_task(self._guarded(row), name=f"{self.channel}-{row.id}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        return bool(rows) and len(self._inflight) < smtp.pool.max_connections
+        return bool(rows) and len(self._inflight) < limit
+
+    async def _guarded(self, row: OutboxRow) -> None:
+        try:
+            await self.deliver(row)
+        except asyncio.CancelledError:
+            raise  # left as 'sending'; the next start sends it again (at-least-once)
+        except Exception as exc:
+            log.exception("unexpected error delivering %s message %d", self.channel, row.id)
+            await self._retry_or_die(row, f"internal error: {exc!r}", [])
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -95,81 +121,13 @@ class EmailWorker:
 
     async def _sleep(self) -> None:
         timeout = IDLE_POLL
-        due = await self.store.run(self.store.store.next_due_at, "email")
+        due = await self.store.run(self.store.store.next_due_at, self.channel)
         if due is not None:
             timeout = min(IDLE_POLL, max(0.0, due - self.clock()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.005))
 
-    async def _send(self, row: OutboxRow) -> None:
-        smtp_cfg = self.runtime.config.smtp
-        chain = self.runtime.smtp
-        assert smtp_cfg is not None and chain is not None
-        sender = envelope_address(smtp_cfg.from_)
-        try:
-            result = await chain.send(row.payload, sender, row.recipients)
-        except TemporaryFailure as exc:
-            await self._retry_or_die(row, str(exc), _records(exc.attempts))
-        except PermanentFailure as exc:
-            reason = f"permanent failure: {exc}"
-            log.error("message %d is dead: %s", row.id, exc)
-            await self._record(
-                row.id,
-                "dead",
-                _records(exc.attempts),
-                error=str(exc),
-                reason=reason,
-                recipients_result=json.dumps(exc.rejected) if exc.rejected else None,
-            )
-            self.metrics.deliveries.labels("email", "dead").inc()
-        except asyncio.CancelledError:
-            raise  # left as 'sending'; the next start sends it again (at-least-once)
-        except Exception as exc:
-            log.exception("unexpected error sending message %d", row.id)
-            await self._retry_or_die(row, f"internal error: {exc!r}", [])
-        else:
-            await self._sent(row, result)
-
-    async def _sent(self, row: OutboxRow, result: SendResult) -> None:
-        now = self.clock()
-        results = {addr: "250 accepted" for addr in result.accepted}
-        results.update(result.rejected)
-        await self._record(
-            row.id,
-            "sent",
-            _records(result.attempts),
-            server=result.server,
-            reply=result.reply,
-            recipients_result=json.dumps(results),
-        )
-        self.metrics.deliveries.labels("email", "sent").inc()
-        self.metrics.latency.labels("email").observe(max(0.0, now - row.received_at))
-        if result.rejected:
-            log.warning(
-                "message %d: %d recipient(s) refused: %s",
-                row.id,
-                len(result.rejected),
-                ", ".join(sorted(result.rejected)),
-            )
-
-    async def _retry_or_die(
-        self, row: OutboxRow, error: str, attempts: list[AttemptRecord]
-    ) -> None:
-        smtp_cfg = self.runtime.config.smtp
-        assert smtp_cfg is not None
-        now = self.clock()
-        retry = smtp_cfg.retry
-        delay = backoff_delay(row.attempts + 1, retry.initial, retry.max, self.rand())
-        if now + delay - row.created_at > retry.give_up_after:
-            reason = f"gave up after {retry.give_up_after:.0f}s; last error: {error}"
-            log.error("message %d is dead: %s", row.id, reason)
-            await self._record(row.id, "dead", attempts, error=error, reason=reason)
-            self.metrics.deliveries.labels("email", "dead").inc()
-            return
-        log.warning("message %d not sent (%s); retrying in %.1fs", row.id, error, delay)
-        await self._record(row.id, "retrying", attempts, error=error, next_attempt_at=now + delay)
-        self.metrics.deliveries.labels("email", "retry").inc()
-
+    # -- recording ------------------------------------------------------------------------
     async def _record(
         self, outbox_id: int, state: str, attempts: list[AttemptRecord], **fields: Any
     ) -> None:
@@ -194,8 +152,48 @@ class EmailWorker:
             "message %d stays 'sending' until restart: its outcome could not be stored", outbox_id
         )
 
+    async def _dead(
+        self, row: OutboxRow, error: str, attempts: list[AttemptRecord], **fields: Any
+    ) -> None:
+        log.error("%s message %d is dead: %s", self.channel, row.id, error)
+        await self._record(row.id, "dead", attempts, error=error, reason=error, **fields)
+        self.metrics.deliveries.labels(self.channel, "dead").inc()
+
+    async def _sent(self, row: OutboxRow, attempts: list[AttemptRecord], **fields: Any) -> None:
+        now = self.clock()
+        await self._record(row.id, "sent", attempts, **fields)
+        self.metrics.deliveries.labels(self.channel, "sent").inc()
+        self.metrics.latency.labels(self.channel).observe(max(0.0, now - row.received_at))
+
+    async def _retry_or_die(
+        self,
+        row: OutboxRow,
+        error: str,
+        attempts: list[AttemptRecord],
+        retry_after: float | None = None,
+    ) -> None:
+        policy = self.retry_policy()
+        now = self.clock()
+        delay = backoff_delay(row.attempts + 1, policy.initial, policy.max, self.rand())
+        if retry_after is not None:
+            delay = max(delay, retry_after)  # the server said when; honour it beyond our max
+        if now + delay - row.created_at > policy.give_up_after:
+            await self._dead(
+                row, f"gave up after {policy.give_up_after:.0f}s; last error: {error}", attempts
+            )
+            return
+        log.warning(
+            "%s message %d not delivered (%s); retrying in %.1fs",
+            self.channel,
+            row.id,
+            error,
+            delay,
+        )
+        await self._record(row.id, "retrying", attempts, error=error, next_attempt_at=now + delay)
+        self.metrics.deliveries.labels(self.channel, "retry").inc()
+
     async def stop(self, timeout: float) -> None:
-        """Stop claiming; give in-flight sends ``timeout`` seconds, then cancel them."""
+        """Stop claiming; give in-flight deliveries ``timeout`` seconds, then cancel them."""
         self._stopping = True
         self._wake.set()
         if self._inflight:
@@ -204,6 +202,58 @@ class EmailWorker:
                 task.cancel()
             if pending:
                 log.warning(
-                    "%d send(s) cut off at shutdown; they are resent on start", len(pending)
+                    "%d %s delivery(s) cut off at shutdown; resent on start",
+                    len(pending),
+                    self.channel,
                 )
                 await asyncio.gather(*pending, return_exceptions=True)
+
+
+class EmailWorker(OutboxWorker):
+    channel = "email"
+
+    def concurrency(self) -> int:
+        smtp = self.runtime.config.smtp
+        if smtp is None or self.runtime.smtp is None:
+            return 0
+        return smtp.pool.max_connections
+
+    def retry_policy(self) -> RetryPolicy:
+        smtp = self.runtime.config.smtp
+        return smtp.retry if smtp is not None else RetryPolicy()
+
+    async def deliver(self, row: OutboxRow) -> None:
+        smtp_cfg = self.runtime.config.smtp
+        chain = self.runtime.smtp
+        assert smtp_cfg is not None and chain is not None
+        try:
+            result = await chain.send(row.payload, envelope_address(smtp_cfg.from_), row.recipients)
+        except TemporaryFailure as exc:
+            await self._retry_or_die(row, str(exc), _records(exc.attempts))
+        except PermanentFailure as exc:
+            await self._dead(
+                row,
+                f"permanent failure: {exc}",
+                _records(exc.attempts),
+                recipients_result=json.dumps(exc.rejected) if exc.rejected else None,
+            )
+        else:
+            await self._email_sent(row, result)
+
+    async def _email_sent(self, row: OutboxRow, result: SendResult) -> None:
+        results = {addr: "250 accepted" for addr in result.accepted}
+        results.update(result.rejected)
+        await self._sent(
+            row,
+            _records(result.attempts),
+            server=result.server,
+            reply=result.reply,
+            recipients_result=json.dumps(results),
+        )
+        if result.rejected:
+            log.warning(
+                "message %d: %d recipient(s) refused: %s",
+                row.id,
+                len(result.rejected),
+                ", ".join(sorted(result.rejected)),
+            )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from receiver.batching import bucket_start, is_urgent, quiet_until, split_by_budget
 from receiver.errors import AlertmailError, PayloadError
 from receiver.fallback import fallback_email
 from receiver.metrics import ReceiverMetrics
@@ -24,12 +25,18 @@ from receiver.model import Notification, parse_notification
 from receiver.render import ThreadRef, make_message_id
 from receiver.routing import RouteMatch, routes_for
 from receiver.runtime import Runtime
-from receiver.store import AlertRecord, NewMessage
+from receiver.slack_message import slack_message
+from receiver.store import AlertRecord, DispatchPlan, NewMessage, Thread
 from receiver.store_async import AsyncStore
 
 log = logging.getLogger(__name__)
 
 THREAD_MAX_AGE = 24 * 3600.0
+DEADMAN_SEEN_KEY = "deadman_last_seen"
+
+
+def is_heartbeat(n: Notification, alertname: str) -> bool:
+    return bool(n.alerts) and all(a.name == alertname for a in n.alerts)
 
 
 def alert_records(n: Notification) -> list[AlertRecord]:
@@ -100,55 +107,130 @@ class Dispatcher:
             n = parse_notification(json.loads(payload), receiver_override=receiver or None)
         except (ValueError, PayloadError) as exc:
             # Accepted bodies always parse; this only guards a damaged row.
-            await self.store.run(
-                store.commit_dispatch, nid, now, [], [], reason=f"unreadable: {exc}"
-            )
+            plan = DispatchPlan(nid, reason=f"unreadable: {exc}")
+            await self.store.run(store.commit_dispatch, plan, now)
             return
+        plan = DispatchPlan(nid, alerts=alert_records(n))
         config = self.runtime.config
+        if config.deadman is not None and is_heartbeat(n, config.deadman.alertname):
+            # The Watchdog proves the pipeline works; it is not news for anybody's inbox.
+            await self.store.run(store.kv_set, DEADMAN_SEEN_KEY, repr(received_at))
+            if self.metrics is not None:
+                self.metrics.deadman_seen.set(received_at)
+            plan.reason = "dead man's switch heartbeat"
+            await self.store.run(store.commit_dispatch, plan, now)
+            return
         matches = routes_for(config.routes, n)
-        messages: list[NewMessage] = []
-        roots: list[tuple[int, str, str]] = []
-        closing: list[int] = []
+        if not matches:
+            plan.reason = "no route matched"
         for match in matches:
-            if not match.route.email or config.smtp is None:
-                continue
-            thread = await self.store.run(
-                store.open_thread, match.key, n.group_key, now, THREAD_MAX_AGE
-            )
-            msg = await asyncio.to_thread(
-                self._render, n, match, thread.subject, thread.root_message_id, now
-            )
-            target = json.dumps(match.route.email)
-            messages.append(
+            await self._plan_route(plan, n, match, received_at, now)
+        queued = await self.store.run(store.commit_dispatch, plan, now)
+        if queued.superseded and self.metrics is not None:
+            self.metrics.deliveries.labels("email", "superseded").inc(queued.superseded)
+        if plan.folds and self.metrics is not None:
+            self.metrics.deliveries.labels("email", "folded").inc(len(plan.folds))
+
+    async def _plan_route(
+        self,
+        plan: DispatchPlan,
+        n: Notification,
+        match: RouteMatch,
+        received_at: float,
+        now: float,
+    ) -> None:
+        config = self.runtime.config
+        route = match.route
+        store = self.store.store
+        if route.mode == "digest":
+            plan.digest_entries.append((match.key, bucket_start(now, route.every, config.tz)))
+            return
+        if not route.email and not route.slack:
+            return
+        hold = None if is_urgent(n) else quiet_until(now, route.quiet_hours, config.tz)
+        thread = await self.store.run(
+            store.open_thread, match.key, n.group_key, now, THREAD_MAX_AGE
+        )
+        if not n.firing:
+            plan.close_threads.append(thread.id)
+        if route.email and config.smtp is not None:
+            send_to = list(route.email)
+            if config.flood is not None:
+                used = await self.store.run(store.flood_counts, send_to, now - config.flood.window)
+                send_to, fold = split_by_budget(
+                    send_to, used, config.flood.max_emails, resolved_only=not n.firing
+                )
+                plan.folds.extend((r, match.key, n.priority) for r in fold)
+                if n.firing:
+                    plan.budget.extend(send_to)
+            if send_to:
+                await self._plan_email(plan, n, thread, send_to, received_at, now, hold)
+        for target in route.slack:
+            payload = self.slack_payload(n, target, now)
+            plan.messages.append(
                 NewMessage(
-                    channel="email",
+                    channel="slack",
                     target=target,
                     kind="alert",
                     priority=n.priority,
-                    payload=msg.as_bytes(policy=SMTP),
+                    payload=payload,
                     received_at=received_at,
-                    supersede_key=f"{thread.id}:email:{target}",
+                    supersede_key=f"{thread.id}:slack:{target}",
                     thread_id=thread.id,
-                    notification_id=nid,
-                    message_id=str(msg["Message-ID"]),
-                    subject=str(msg["Subject"]),
+                    notification_id=plan.notification_id,
+                    subject=n.group_key,
+                    not_before=hold,
                 )
             )
-            if thread.root_message_id is None:
-                roots.append((thread.id, str(msg["Subject"]), str(msg["Message-ID"])))
-            if not n.firing:
-                closing.append(thread.id)
-        reason = None if matches else "no route matched"
-        queued = await self.store.run(
-            store.commit_dispatch, nid, now, messages, alert_records(n), roots, closing, reason
+
+    async def _plan_email(
+        self,
+        plan: DispatchPlan,
+        n: Notification,
+        thread: Thread,
+        send_to: list[str],
+        received_at: float,
+        now: float,
+        hold: float | None,
+    ) -> None:
+        # Rendering (Jinja + CSS inlining) is CPU work: off the loop that answers webhooks.
+        msg = await asyncio.to_thread(
+            self._render, n, send_to, thread.subject, thread.root_message_id, now
         )
-        if queued.superseded and self.metrics is not None:
-            self.metrics.deliveries.labels("email", "superseded").inc(queued.superseded)
+        target = json.dumps(send_to)
+        plan.messages.append(
+            NewMessage(
+                channel="email",
+                target=target,
+                kind="alert",
+                priority=n.priority,
+                payload=msg.as_bytes(policy=SMTP),
+                received_at=received_at,
+                supersede_key=f"{thread.id}:email:{target}",
+                thread_id=thread.id,
+                notification_id=plan.notification_id,
+                message_id=str(msg["Message-ID"]),
+                subject=str(msg["Subject"]),
+                not_before=hold,
+            )
+        )
+        if thread.root_message_id is None:
+            plan.thread_roots.append((thread.id, str(msg["Subject"]), str(msg["Message-ID"])))
+
+    def slack_payload(self, n: Notification, target: str, now: float) -> bytes:
+        slack_target = self.runtime.config.slack.webhooks[target]
+        message = slack_message(
+            n,
+            renderer=self.runtime.renderer,
+            now=datetime.fromtimestamp(now, tz=UTC),
+            channel=slack_target.channel,
+        )
+        return json.dumps(message).encode()
 
     def _render(
         self,
         n: Notification,
-        match: RouteMatch,
+        recipients: list[str],
         subject: str | None,
         root: str | None,
         now: float,
@@ -161,7 +243,7 @@ class Dispatcher:
             return self.runtime.renderer.alert_email(
                 n,
                 sender=smtp.from_,
-                recipients=match.route.email,
+                recipients=recipients,
                 message_id=message_id,
                 thread=ThreadRef(root_message_id=root, subject=subject),
                 now=when,
@@ -172,7 +254,7 @@ class Dispatcher:
             return fallback_email(
                 n,
                 sender=smtp.from_,
-                recipients=match.route.email,
+                recipients=recipients,
                 message_id=message_id,
                 subject=subject or self.runtime.renderer.thread_subject(n),
                 root=root,

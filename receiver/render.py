@@ -310,6 +310,29 @@ class Renderer:
 
     # --- MIME -------------------------------------------------------------------------------
 
+    def message(
+        self,
+        *,
+        sender: str,
+        to: Sequence[str],
+        subject: str,
+        message_id: str,
+        now: datetime,
+        html: str,
+        text: str,
+        images: Sequence[InlineImage] = (),
+    ) -> EmailMessage:
+        """A complete email with our standard headers (digests, reports, dead man's switch)."""
+        msg = self._headers(
+            sender=sender,
+            to=to,
+            subject=header_value(subject, MAX_SUBJECT) or "[alertmail]",
+            message_id=message_id,
+            now=now,
+        )
+        self._bodies(msg, html, text, images)
+        return msg
+
     def _headers(
         self, *, sender: str, to: Sequence[str], subject: str, message_id: str, now: datetime
     ) -> EmailMessage:

@@ -103,6 +103,54 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # v2: digests, flood control, Slack threads
+    """
+    CREATE TABLE digest_entries (
+        id INTEGER PRIMARY KEY,
+        route TEXT NOT NULL,
+        bucket REAL NOT NULL,                 -- start of the digest window it belongs to
+        notification_id INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX digest_entries_bucket ON digest_entries(route, bucket);
+
+    -- One row per flushed digest window: the unique key that makes a restart neither lose
+    -- nor double-send a digest.
+    CREATE TABLE digests (
+        route TEXT NOT NULL,
+        bucket REAL NOT NULL,
+        flushed_at REAL NOT NULL,
+        entries INTEGER NOT NULL,
+        PRIMARY KEY (route, bucket)
+    );
+
+    -- Immediate emails counted against each recipient's flood budget.
+    CREATE TABLE flood_budget (
+        recipient TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX flood_budget_recipient ON flood_budget(recipient, at);
+
+    -- Notifications over a recipient's budget, waiting for that recipient's catch-up email.
+    CREATE TABLE folded (
+        id INTEGER PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        route TEXT NOT NULL,
+        notification_id INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        catchup_outbox_id INTEGER
+    );
+    CREATE INDEX folded_pending ON folded(recipient) WHERE catchup_outbox_id IS NULL;
+
+    CREATE TABLE slack_threads (
+        thread_id INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        channel TEXT,
+        PRIMARY KEY (thread_id, target)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
+from receiver.store_batches import BatchQueries
 
 PENDING_STATES = ("queued", "retrying")
 
@@ -63,6 +64,22 @@ class NewMessage:
     message_id: str | None = None
     subject: str | None = None
     state: str = "queued"
+    reason: str | None = None
+    not_before: float | None = None  # quiet hours: held until then
+
+
+@dataclass(slots=True)
+class DispatchPlan:
+    """Everything one notification turns into, written in one transaction."""
+
+    notification_id: int
+    messages: list[NewMessage] = field(default_factory=list)
+    alerts: list[AlertRecord] = field(default_factory=list)
+    thread_roots: list[tuple[int, str, str]] = field(default_factory=list)
+    close_threads: list[int] = field(default_factory=list)
+    digest_entries: list[tuple[str, float]] = field(default_factory=list)
+    budget: list[str] = field(default_factory=list)
+    folds: list[tuple[str, str, int]] = field(default_factory=list)
     reason: str | None = None
 
 
@@ -143,7 +160,7 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(*values)
 
 
-class Store:
+class Store(BatchQueries):
     """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -275,28 +292,20 @@ class Store:
         return Thread(*row) if row else None
 
     # -- dispatch ---------------------------------------------------------------------
-    def commit_dispatch(
-        self,
-        notification_id: int,
-        now: float,
-        messages: Sequence[NewMessage],
-        alerts: Sequence[AlertRecord],
-        thread_roots: Iterable[tuple[int, str, str]] = (),
-        close_threads: Iterable[int] = (),
-        reason: str | None = None,
-    ) -> Queued:
-        """One transaction: supersede stale messages, queue new ones, record history."""
+    def commit_dispatch(self, plan: DispatchPlan, now: float) -> Queued:
+        """One transaction: supersede stale messages, queue new ones, record history,
+        digest entries, flood budget and folds, and mark the notification processed."""
         queued = Queued([], 0)
         with self._tx() as db:
-            for thread_id, subject, root in thread_roots:
+            for thread_id, subject, root in plan.thread_roots:
                 db.execute(
                     "UPDATE threads SET subject=COALESCE(subject, ?), "
                     "root_message_id=COALESCE(root_message_id, ?) WHERE id=?",
                     (subject, root, thread_id),
                 )
-            for m in messages:
+            for m in plan.messages:
                 queued.add(*self._insert_message(db, m, now))
-            for a in alerts:
+            for a in plan.alerts:
                 db.execute(
                     "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
                     "labels, annotations, ends_at, first_seen, last_seen, last_notification_id) "
@@ -315,17 +324,33 @@ class Store:
                         a.ends_at,
                         now,
                         now,
-                        notification_id,
+                        plan.notification_id,
                     ),
                 )
-            for thread_id in close_threads:
+            for thread_id in plan.close_threads:
                 db.execute(
                     "UPDATE threads SET closed_at=? WHERE id=? AND closed_at IS NULL",
                     (now, thread_id),
                 )
+            for route, bucket in plan.digest_entries:
+                db.execute(
+                    "INSERT INTO digest_entries (route, bucket, notification_id, created_at) "
+                    "VALUES (?,?,?,?)",
+                    (route, bucket, plan.notification_id, now),
+                )
+            db.executemany(
+                "INSERT INTO flood_budget (recipient, at) VALUES (?, ?)",
+                [(r, now) for r in plan.budget],
+            )
+            for recipient, route, priority in plan.folds:
+                db.execute(
+                    "INSERT INTO folded (recipient, route, notification_id, priority, created_at) "
+                    "VALUES (?,?,?,?,?)",
+                    (recipient, route, plan.notification_id, priority, now),
+                )
             db.execute(
                 "UPDATE notifications SET state='processed', reason=? WHERE id=?",
-                (reason, notification_id),
+                (plan.reason, plan.notification_id),
             )
         return queued
 
@@ -365,7 +390,7 @@ class Store:
                 m.payload,
                 now,
                 m.received_at,
-                now,
+                max(now, m.not_before or now),
                 m.reason,
                 None if m.state == "queued" else now,
             ),
@@ -551,6 +576,16 @@ class Store:
                 "DELETE FROM threads WHERE closed_at IS NOT NULL AND closed_at < ?", (before,)
             ).rowcount
             db.execute("DELETE FROM group_last WHERE received_at < ?", (before,))
+            db.execute("DELETE FROM flood_budget WHERE at < ?", (before,))
+            db.execute(
+                "DELETE FROM folded WHERE created_at < ? AND catchup_outbox_id IS NOT NULL",
+                (before,),
+            )
+            db.execute(
+                "DELETE FROM digest_entries WHERE created_at < ? AND EXISTS (SELECT 1 FROM "
+                "digests d WHERE d.route=digest_entries.route AND d.bucket=digest_entries.bucket)",
+                (before,),
+            )
         return n
 
 
