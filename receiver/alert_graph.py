@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +35,7 @@ from receiver.prometheus import (
     PrometheusTimeoutError,
     Series,
     choose_step,
+    split_threshold,
 )
 from receiver.render import InlineImage
 
@@ -48,9 +48,6 @@ MIN_WINDOW_S = 3600.0
 MAX_WINDOW_S = 86400.0
 MAX_SERIES = 20  # beyond this an unfiltered comparison's left side is restricted (see below)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_LOGICAL = re.compile(r"\b(and|or|unless|bool)\b")
 
 
 def origin(url: str) -> tuple[str, str, int] | None:
@@ -74,50 +71,6 @@ def generator_expr(url: str) -> str | None:
         return None
     expr = (values or [""])[0].strip()
     return expr or None
-
-
-def _top_level(expr: str) -> str:
-    """``expr`` with bracketed parts and string literals blanked out (same length), so that
-    operators found in the result are at the top level of the expression."""
-    out, depth, quote, escaped = [], 0, "", False
-    for ch in expr:
-        if quote:
-            escaped = not escaped and ch == "\\" and quote != "`"
-            quote = "" if ch == quote and not escaped else quote
-            out.append(" ")
-            continue
-        if ch in "\"'`":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        out.append(ch if depth == 0 and ch not in ")]}" else " ")
-    return "".join(out)
-
-
-def split_threshold(expr: str) -> tuple[str, float] | None:
-    """``rate(x[5m]) > 0.5`` -> (``rate(x[5m])``, 0.5); None unless exactly that shape.
-
-    The alert expression itself only returns the series past the threshold, which draws as
-    a line that appears from nothing. Charting its left side with the threshold as a dashed
-    line shows how the value got there. Anything fancier (and/or/unless, bool, two
-    comparisons, comments) is charted as written.
-    """
-    if "#" in expr:
-        return None
-    flat = _top_level(expr)
-    if _LOGICAL.search(flat):
-        return None
-    ops = list(_COMPARISON.finditer(flat))
-    if len(ops) != 1:
-        return None
-    left, right = expr[: ops[0].start()].strip(), expr[ops[0].end() :].strip()
-    if _NUMBER.match(right) and left:
-        return left, float(right)
-    if _NUMBER.match(left) and right:
-        return right, float(left)
-    return None
 
 
 @dataclass(frozen=True)

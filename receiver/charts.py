@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import io
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from html import escape
 
 import matplotlib.dates as mdates
 import numpy as np
@@ -27,7 +25,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from receiver.prometheus import Series
-from receiver.units_format import format_value
+from receiver.units_format import distinct_labels, format_value, legend_label, table_html
+
+__all__ = ["Threshold", "legend_label", "stat_png", "table_html", "timeseries_png"]
 
 DPI = 100
 PX = 72.0 / DPI  # points per pixel: matplotlib sizes fonts in points
@@ -43,7 +43,6 @@ PALETTE = (
     "#508642", "#cca300", "#447ebc", "#c15c17", "#890f02", "#0a437c", "#6d1f62", "#584477",
 )  # fmt: skip
 LEGEND_MAX = 10  # more entries than this read as noise; the rest is summarised "+N more"
-_TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _EPOCH = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))  # type: ignore[no-untyped-call]
 
 
@@ -51,32 +50,6 @@ _EPOCH = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))  # type: ignor
 class Threshold:
     value: float
     color: str = ALERT_RED
-
-
-def legend_label(labels: Mapping[str, str], legend_format: str | None, fallback: str = "") -> str:
-    """Grafana's legendFormat: ``{{label}}`` replaced by the label's value ("" if absent).
-
-    Without a format (or Grafana's "__auto"), the Prometheus notation ``name{a="b"}``; a
-    series without labels (``sum(...)``) is named by ``fallback``, usually the expression.
-    """
-    if legend_format and legend_format != "__auto":
-        return _TEMPLATE_RE.sub(lambda m: labels.get(m.group(1), ""), legend_format)
-    name = labels.get("__name__", "")
-    rest = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
-    if not name and not rest:
-        return fallback
-    return f"{name}{{{rest}}}" if rest else name
-
-
-def _distinct_labels(label_sets: list[dict[str, str]]) -> list[dict[str, str]]:
-    """Drop labels every series shares (the metric name, job, ...) from default legends: in a
-    narrow legend column they would push the one label that tells the lines apart off the end.
-    """
-    if len(label_sets) < 2:
-        return label_sets
-    common = set.intersection(*(set(ls.items()) for ls in label_sets))
-    reduced = [{k: v for k, v in ls.items() if (k, v) not in common} for ls in label_sets]
-    return reduced if all(reduced) else label_sets
 
 
 def _new_figure(width: int, height: int) -> tuple[Figure, FigureCanvasAgg]:
@@ -181,7 +154,7 @@ def timeseries_png(
     distinct = (
         [s.labels for s, _, _ in drawn]
         if legend_format and legend_format != "__auto"
-        else _distinct_labels([s.labels for s, _, _ in drawn])
+        else distinct_labels([s.labels for s, _, _ in drawn])
     )
     for i, (_s, t, v) in enumerate(drawn):
         color = PALETTE[i % len(PALETTE)]
@@ -193,11 +166,11 @@ def timeseries_png(
     for th in thresholds:
         ax.axhline(th.value, color=th.color, linewidth=1.0, linestyle=(0, (4, 3)))
     for a, b in spans:
-        ax.axvspan(_num((a)), _num((b)), color=ALERT_RED, alpha=0.08)
+        ax.axvspan(_num(a), _num(b), color=ALERT_RED, alpha=0.08)
     for m in markers:
-        ax.axvline(_num((m)), color=ALERT_RED, linewidth=1.0, alpha=0.8)
+        ax.axvline(_num(m), color=ALERT_RED, linewidth=1.0, alpha=0.8)
     if start is not None and end is not None and end > start:
-        ax.set_xlim(_num((start)), _num((end)))
+        ax.set_xlim(_num(start), _num(end))
     locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=max(3, width // 90))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     concise = mdates.ConciseDateFormatter(locator, tz=tz, show_offset=False)  # type: ignore[no-untyped-call]
@@ -330,36 +303,3 @@ def stat_png(
         fontweight="bold",
     )  # fmt: skip
     return _png(fig, canvas)
-
-
-def table_html(
-    columns: Sequence[str],
-    rows: Sequence[Sequence[object]],
-    *,
-    units: Mapping[str, str] | None = None,
-    decimals: int | None = None,
-) -> str:
-    """A table as email-safe HTML (inline styles, every cell escaped).
-
-    Numbers are formatted with their column's unit (``units`` maps column -> unit id);
-    everything else is shown as text. Cell contents come from labels, i.e. from logs.
-    """
-    units = units or {}
-    th = f"padding:4px 8px;text-align:left;border-bottom:2px solid {GRID};color:{TEXT}"
-    td = f"padding:4px 8px;border-bottom:1px solid {GRID};color:{TEXT}"
-    head = "".join(f'<th style="{th}">{escape(str(c))}</th>' for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for col, cell in zip(columns, row, strict=False):
-            if isinstance(cell, int | float) and not isinstance(cell, bool):
-                text = format_value(float(cell), units.get(col), decimals)
-                cells.append(f'<td style="{td};text-align:right">{escape(text)}</td>')
-            else:
-                cells.append(f'<td style="{td}">{escape("" if cell is None else str(cell))}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    style = "border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px"
-    return (
-        f'<table role="presentation" style="{style}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,11 +21,15 @@ from receiver.errors import AlertmailError
 # One point per this many pixels: denser lines only add anti-aliasing noise and query cost.
 PIXELS_PER_POINT = 2
 MIN_STEP = 15.0  # seconds; finer than a typical scrape interval just repeats samples
+SHORT_RANGE = 3600.0  # below this, steps under MIN_STEP are allowed (a zoomed-in view)
 MAX_POINTS = 11_000  # Prometheus refuses range queries above 11 000 points per series
 _NICE_STEPS = (
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200,
     86400,
 )  # fmt: skip
+_COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_LOGICAL = re.compile(r"\b(and|or|unless|bool)\b")
 
 
 class PrometheusError(AlertmailError):
@@ -55,13 +60,13 @@ class Series:
 def choose_step(range_s: float, width_px: int) -> float:
     """A "nice" step giving about one point per PIXELS_PER_POINT pixels across the chart.
 
-    Never below MIN_STEP unless the whole range is short (then a point every pixel pair of a
-    short window is still cheap), and never above Prometheus's point limit.
+    Never below MIN_STEP unless the range is shorter than SHORT_RANGE (a point per pixel pair
+    of a short window is still cheap), and never so small that Prometheus's point limit bites.
     """
     range_s = max(float(range_s), 1.0)
     points = max(width_px // PIXELS_PER_POINT, 1)
     raw = max(range_s / points, range_s / MAX_POINTS)
-    floor = MIN_STEP if range_s >= points * MIN_STEP else 1.0
+    floor = MIN_STEP if range_s >= SHORT_RANGE else 1.0
     raw = max(raw, floor)
     for nice in _NICE_STEPS:
         if nice >= raw:
@@ -105,6 +110,50 @@ def _parse_result(data: Any) -> list[Series]:
     if kind == "scalar":
         return [Series({}, [_point(result)])]
     raise PrometheusError(f"unsupported result type {kind!r}")
+
+
+def _top_level(expr: str) -> str:
+    """``expr`` with bracketed parts and string literals blanked out (same length), so that
+    operators found in the result are at the top level of the expression."""
+    out, depth, quote, escaped = [], 0, "", False
+    for ch in expr:
+        if quote:
+            escaped = not escaped and ch == "\\" and quote != "`"
+            quote = "" if ch == quote and not escaped else quote
+            out.append(" ")
+            continue
+        if ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        out.append(ch if depth == 0 and ch not in ")]}" else " ")
+    return "".join(out)
+
+
+def split_threshold(expr: str) -> tuple[str, float] | None:
+    """``rate(x[5m]) > 0.5`` -> (``rate(x[5m])``, 0.5); None unless exactly that shape.
+
+    The alert expression itself only returns the series past the threshold, which draws as
+    a line that appears from nothing. Charting its left side with the threshold as a dashed
+    line shows how the value got there. Anything fancier (and/or/unless, bool, two
+    comparisons, comments) is charted as written.
+    """
+    if "#" in expr:
+        return None
+    flat = _top_level(expr)
+    if _LOGICAL.search(flat):
+        return None
+    ops = list(_COMPARISON.finditer(flat))
+    if len(ops) != 1:
+        return None
+    left, right = expr[: ops[0].start()].strip(), expr[ops[0].end() :].strip()
+    if _NUMBER.match(right) and left:
+        return left, float(right)
+    if _NUMBER.match(left) and right:
+        return right, float(left)
+    return None
 
 
 class PrometheusClient:

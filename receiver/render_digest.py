@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from receiver.batching import Digest, GroupSummary
-from receiver.render import Renderer
+from receiver.render import HTML_BUDGET, Renderer
 from receiver.render_context import (
     Detail,
     alert_view,
@@ -19,11 +19,16 @@ from receiver.render_context import (
 )
 from receiver.units import format_duration
 
-MAX_GROUPS = 50
-MAX_ALERTS_PER_GROUP = 10
+MAX_GROUPS = 200
+# (alerts listed per group in the HTML) tried in turn until the HTML fits the size budget;
+# the text part always lists every alert so nothing folded into a catch-up goes unmentioned.
+HTML_ALERTS_PER_GROUP = (10, 3, 0)
+TEXT_ALERTS_PER_GROUP = 1000
 
 
-def _group_view(g: GroupSummary, renderer: Renderer, now: datetime) -> dict[str, Any]:
+def _group_view(
+    g: GroupSummary, renderer: Renderer, now: datetime, per_group: int
+) -> dict[str, Any]:
     title = ", ".join(f"{k}={v}" for k, v in sorted(g.title_labels.items())) or g.group_key
     alerts = (*g.firing, *g.resolved)
     url = alerts_url(g.external_url, g.title_labels) if g.external_url else None
@@ -45,15 +50,15 @@ def _group_view(g: GroupSummary, renderer: Renderer, now: datetime) -> dict[str,
                 common_labels=g.title_labels,
                 detail=Detail.SHORT,
             )
-            for a in alerts[:MAX_ALERTS_PER_GROUP]
+            for a in alerts[:per_group]
         ],
-        "more_alerts": max(0, len(alerts) - MAX_ALERTS_PER_GROUP),
+        "more_alerts": max(0, len(alerts) - per_group),
         "alertmanager": make_link(url) if url else None,
     }
 
 
 def digest_context(
-    d: Digest, *, renderer: Renderer, now: datetime, kind: str, route: str
+    d: Digest, *, renderer: Renderer, now: datetime, kind: str, route: str, per_group: int
 ) -> dict[str, Any]:
     groups = [*d.groups_firing, *d.groups_resolved]
     shown = groups[:MAX_GROUPS]
@@ -73,8 +78,11 @@ def digest_context(
         "window_end": end,
         "window_length": format_duration(d.end - d.start),
         "headline": headline,
-        "groups_firing": [_group_view(g, renderer, now) for g in shown if g.is_firing],
-        "groups_resolved": [_group_view(g, renderer, now) for g in shown if not g.is_firing],
+        "groups_firing": [_group_view(g, renderer, now, per_group) for g in shown if g.is_firing],
+        "groups_resolved": [
+            _group_view(g, renderer, now, per_group) for g in shown if not g.is_firing
+        ],
+        "detail_reduced": per_group < HTML_ALERTS_PER_GROUP[0],
         "hidden_groups": len(groups) - len(shown),
         "flapped": [
             alert_view(a, tz=tz, now=now, external_url="", common_labels={}, detail=Detail.MINIMAL)
@@ -99,14 +107,20 @@ def digest_email(
     route: str,
 ) -> EmailMessage:
     """A digest or catch-up: a message of its own (its own thread), never a reply."""
-    ctx = digest_context(d, renderer=renderer, now=now, kind=kind, route=route)
-    subject = renderer.render_string("digest.subject.j2", **ctx)
+    args = {"renderer": renderer, "now": now, "kind": kind, "route": route}
+    html = ""
+    for per_group in HTML_ALERTS_PER_GROUP:
+        ctx = digest_context(d, per_group=per_group, **args)
+        html = renderer.render_html("digest.html.j2", **ctx)
+        if len(html.encode()) <= HTML_BUDGET:
+            break
+    text_ctx = digest_context(d, per_group=TEXT_ALERTS_PER_GROUP, **args)
     return renderer.message(
         sender=sender,
         to=recipients,
-        subject=subject,
+        subject=renderer.render_string("digest.subject.j2", **text_ctx),
         message_id=message_id,
         now=now,
-        html=renderer.render_html("digest.html.j2", **ctx),
-        text=renderer.render_string("digest.txt.j2", **ctx),
+        html=html,
+        text=renderer.render_string("digest.txt.j2", **text_ctx),
     )

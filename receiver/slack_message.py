@@ -27,6 +27,7 @@ from receiver.render_context import (
     Link,
     alert_view,
     alerts_url,
+    aware,
     count_alerts,
     group_title,
     one_line,
@@ -269,7 +270,7 @@ def digest_slack_message(
         blocks.append(_section(text))
     if hidden:
         blocks.append(_context(f"and {len(hidden)} more groups"))
-    stamp = now.astimezone(renderer.timezone).strftime("%Y-%m-%d %H:%M %Z")
+    stamp = aware(now).astimezone(renderer.timezone).strftime("%Y-%m-%d %H:%M %Z")
     worst = min(shown, key=lambda g: g.priority) if shown else None
     payload: dict[str, Any] = {
         "text": escape_limited(f"{title}: {summary}", MAX_FALLBACK),

@@ -65,4 +65,3 @@ def setup_web(app: web.Application) -> None:
     r.add_get("/api/deliveries/{id}", delivery.delivery_api)
     r.add_post("/api/deliveries/{id}/requeue", delivery.requeue_api)
     r.add_post("/api/preview", preview.preview_api)
-

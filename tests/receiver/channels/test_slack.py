@@ -5,6 +5,7 @@ HTTP 200 and {"ok": ..., "error": ...}, both 429 + Retry-After when rate limited
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import socket
@@ -331,7 +332,7 @@ async def test_pacing_one_target(slack: HTTPServer, session: aiohttp.ClientSessi
     times = sorted(t for _, t in arrivals)
     assert len(times) == 3
     assert times[-1] - times[0] >= 1.8
-    assert all(b - a >= 0.9 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(times))
 
 
 async def test_pacing_targets_independent(

@@ -1,0 +1,153 @@
+"""Routing modes end to end: digests (with a restart), flood limit and catch-ups, quiet hours."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from receiver.keys import SCHEDULER, STORE
+from tests.conftest import load_fixture
+from tests.receiver.apphelpers import make_config, running, server, wait_mail
+from tests.smtp_servers import smtp_sink
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+class FakeClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC_ZONE).timestamp()
+
+
+def warning_group(name: str) -> dict[str, Any]:
+    body = load_fixture("warning_route_firing.json")
+    body["groupKey"] = f'{{}}:{{alertname="{name}"}}'
+    body["groupLabels"] = {"alertname": name}
+    body["commonLabels"]["alertname"] = name
+    for a in body["alerts"]:
+        a["labels"]["alertname"] = name
+        a["fingerprint"] = f"{name}-{a['fingerprint']}"
+    return body
+
+
+async def test_two_digest_windows_across_restart(tmp_path: Path) -> None:
+    routes = [
+        {
+            "name": "team-digest",
+            "matchers": ['severity="warning"'],
+            "email": ["team@example.com"],
+            "mode": "digest",
+            "every": "1h",
+        }
+    ]
+    clock = FakeClock(at("2026-12-03T10:05:00"))
+    async with smtp_sink() as sink:
+        cfg = make_config(tmp_path, [server(sink)], routes=routes, timezone="UTC")
+        async with running(cfg, clock=clock, run_scheduler=False) as rx:
+            assert (await rx.post(warning_group("DiskFilling"))).status == 200
+            await asyncio.sleep(0.3)
+            assert await rx.app[SCHEDULER].tick() == 0  # window still open
+            clock.now = at("2026-12-03T11:00:30")
+            assert await rx.app[SCHEDULER].tick() == 1
+            (first,) = await wait_mail(sink, 1)
+            assert (await rx.post(warning_group("QueueSlow"))).status == 200
+            await asyncio.sleep(0.3)
+        # Restart (same database): the first window is not sent again, the second is.
+        clock.now = at("2026-12-03T12:00:05")
+        async with running(cfg, clock=clock, run_scheduler=False) as rx:
+            assert await rx.app[SCHEDULER].tick() == 1
+            assert await rx.app[SCHEDULER].tick() == 0
+            _, second = await wait_mail(sink, 2)
+            await asyncio.sleep(0.3)
+    assert len(sink.messages) == 2
+    t1 = first.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    t2 = second.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "DiskFilling" in t1 and "QueueSlow" not in t1
+    assert "QueueSlow" in t2 and "DiskFilling" not in t2
+    assert "10:00:00" in t1 and "11:00:00" in t1
+    assert "1 group firing" in t1
+    assert first["Subject"].startswith("[alertmail] Digest for team-digest")
+    assert first["In-Reply-To"] is None  # a digest is a thread of its own
+
+
+async def test_quiet_hours_hold_non_critical_until_they_end(tmp_path: Path) -> None:
+    routes = [{"email": ["team@example.com"], "quiet_hours": {"from": "22:00", "to": "07:00"}}]
+    clock = FakeClock(at("2026-12-03T23:00:00"))
+    async with smtp_sink() as sink:
+        cfg = make_config(tmp_path, [server(sink)], routes=routes, timezone="UTC")
+        async with running(cfg, clock=clock, run_scheduler=False) as rx:
+            await rx.post(warning_group("NightlyWarning"))
+            await rx.post(load_fixture("firing_single.json"))  # critical: not held
+            (mail,) = await wait_mail(sink, 1)
+            assert "HighErrorRate" in mail["Subject"]
+            store = rx.app[STORE]
+            rows = await store.run(store.store.list_outbox)
+            held = [r for r in rows if r.state == "queued"]
+            assert len(held) == 1 and held[0].next_attempt_at == at("2026-12-04T07:00:00")
+            clock.now = at("2026-12-04T07:00:01")
+            _, morning = await wait_mail(sink, 2)
+    assert "NightlyWarning" in morning["Subject"]
+
+
+async def test_storm_is_flood_limited_and_critical_arrives_in_catchup(tmp_path: Path) -> None:
+    flood = {"max_emails": 10, "window": "10m", "catchup_every": "3s"}
+    async with smtp_sink() as sink:
+        cfg = make_config(tmp_path, [server(sink)], flood=flood)
+        async with running(cfg) as rx:
+            bodies = []
+            for g in range(100):
+                body = copy.deepcopy(warning_group(f"Storm{g:03d}"))
+                body["alerts"] += copy.deepcopy(body["alerts"][:2])
+                for i, a in enumerate(body["alerts"]):
+                    a["labels"]["instance"] = f"storm-{g:03d}-{i}"
+                    a["fingerprint"] = f"fp-{g}-{i}"
+                bodies.append(body)
+            statuses = await asyncio.gather(*(rx.post(b) for b in bodies))
+            assert all(s.status == 200 for s in statuses)
+            await asyncio.sleep(0.5)
+            critical = load_fixture("firing_single.json")
+            posted = time.monotonic()
+            assert (await rx.post(critical)).status == 200
+
+            def has_critical() -> bool:
+                return any(b"HighErrorRate" in m.data for m in sink.messages)
+
+            deadline = posted + 10
+            while not has_critical() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            latency = time.monotonic() - posted
+            assert has_critical(), "critical never arrived"
+            await asyncio.sleep(4)  # let the last catch-up go out
+            store = rx.app[STORE]
+            rows = await store.run(store.store.list_outbox, None, 1000)
+    print(f"critical during storm reached the inbox after {latency:.2f}s (catchup_every 3s)")
+    assert latency < 3 + 2  # within catchup_every, plus scheduling slack
+    kinds = [r.kind for r in rows]
+    assert kinds.count("alert") <= 10
+    catchups = [r for r in rows if r.kind == "catchup"]
+    assert 1 <= len(catchups) <= 4
+    text = "".join(
+        (m.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        for m in (await wait_mail(sink, 0))
+    )
+    missing = [
+        f"storm-{g:03d}-{i}"
+        for g in range(100)
+        for i in range(5)
+        if f"storm-{g:03d}-{i}" not in text
+    ]
+    assert missing == []
+    # The catch-up lists the critical first.
+    crit_catchup = next(m for m in sink.messages if b"HighErrorRate" in m.data)
+    assert b"Catch-up" in crit_catchup.data
