@@ -107,14 +107,18 @@ def digest_email(
     route: str,
 ) -> EmailMessage:
     """A digest or catch-up: a message of its own (its own thread), never a reply."""
-    args = {"renderer": renderer, "now": now, "kind": kind, "route": route}
+    def context(per_group: int) -> dict[str, Any]:
+        return digest_context(
+            d, renderer=renderer, now=now, kind=kind, route=route, per_group=per_group
+        )
+
     html = ""
     for per_group in HTML_ALERTS_PER_GROUP:
-        ctx = digest_context(d, per_group=per_group, **args)
+        ctx = context(per_group)
         html = renderer.render_html("digest.html.j2", **ctx)
         if len(html.encode()) <= HTML_BUDGET:
             break
-    text_ctx = digest_context(d, per_group=TEXT_ALERTS_PER_GROUP, **args)
+    text_ctx = context(TEXT_ALERTS_PER_GROUP)
     return renderer.message(
         sender=sender,
         to=recipients,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from receiver.channels.email import SmtpChain
 from receiver.config import Config, load_config
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, TemplateError
 from receiver.metrics import ReceiverMetrics
 from receiver.render import Renderer
 
@@ -31,11 +31,50 @@ class Runtime:
 
 def build_renderer(config: Config, file: str = "<config>") -> Renderer:
     renderer = Renderer(config.templates_dir, config.tz)
-    problems = renderer.check()
+    problems = renderer.check() or check_batch_templates(renderer)
     if problems:
         raise ConfigError(str(config.templates_dir or "templates"), "", "; ".join(problems))
     del file
     return renderer
+
+
+def check_batch_templates(renderer: Renderer) -> list[str]:
+    """Digest and dead man's switch templates render from sample data (file:line on error)."""
+    from datetime import UTC, datetime
+
+    from receiver.batching import build_digest
+    from receiver.render_digest import digest_email
+    from receiver.render_samples import sample_notifications
+
+    now = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
+    items = [(now.timestamp() - 60, n) for n in sample_notifications(now)]
+    errors: list[str] = []
+    try:
+        for kind in ("digest", "catch-up"):
+            digest_email(
+                build_digest(items, now.timestamp() - 3600, now.timestamp()),
+                renderer=renderer,
+                sender="alerts@example.com",
+                recipients=["team@example.com"],
+                message_id="<check@example.com>",
+                now=now,
+                kind=kind,
+                route="check",
+            )
+        for state in ("silent", "back"):
+            ctx = {
+                "state": state,
+                "alertname": "Watchdog",
+                "after": 600.0,
+                "last_seen": now,
+                "now": now,
+            }
+            for name in ("deadman.subject.j2", "deadman.txt.j2"):
+                renderer.render_string(name, **ctx)
+            renderer.render_html("deadman.html.j2", **ctx)
+    except TemplateError as exc:
+        errors.append(str(exc))
+    return errors
 
 
 def build_smtp(config: Config, metrics: ReceiverMetrics | None) -> SmtpChain | None:
@@ -46,6 +85,9 @@ def build_smtp(config: Config, metrics: ReceiverMetrics | None) -> SmtpChain | N
         if metrics is not None:
             metrics.failovers.labels(server).inc()
 
+    if metrics is not None:
+        for server in config.smtp.servers:
+            metrics.failovers.labels(server.name)  # exported at 0 so increase() sees the first
     return SmtpChain(
         config.smtp.servers,
         max_connections=config.smtp.pool.max_connections,
