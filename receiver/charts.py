@@ -43,6 +43,7 @@ PALETTE = (
     "#508642", "#cca300", "#447ebc", "#c15c17", "#890f02", "#0a437c", "#6d1f62", "#584477",
 )  # fmt: skip
 LEGEND_MAX = 10  # more entries than this read as noise; the rest is summarised "+N more"
+_NO_AXIS = "\0no-axis"  # _layout: no y labels to make room for
 _EPOCH = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))  # type: ignore[no-untyped-call]
 
 
@@ -179,7 +180,7 @@ def timeseries_png(
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: format_value(y, unit)))
     if not drawn:
         _no_data(fig, ax, font_px)
-    _layout(fig, ax, width, height, title, legend, unit if drawn else None, font_px)
+    _layout(fig, ax, width, height, title, legend, unit if drawn else _NO_AXIS, font_px)
     return _png(fig, canvas)
 
 
@@ -201,9 +202,11 @@ def _layout(
             ha="left", va="top", fontsize=(font_px + 1) * PX, color=TEXT, fontweight="bold",
         )  # fmt: skip
         top = font_px + 14
+    if not any(label for label, _ in legend):
+        legend = []  # one unnamed series: a lone colour swatch would only puzzle readers
     rows = _legend(fig, legend, width, height, font_px)
     bottom = font_px + 12 + rows * (font_px + 6)
-    left = _ylabel_px(ax, unit, font_px) if unit is not None or legend else 10.0
+    left = _ylabel_px(ax, unit, font_px) if unit != _NO_AXIS else 10.0
     right = 12.0
     plot_h = max(height - top - bottom, 10)
     ax.set_position(

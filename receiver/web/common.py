@@ -31,7 +31,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CSRF_SECRET = web.AppKey("ui_csrf_secret", bytes)
 UI_ENV = web.AppKey("ui_jinja_env", jinja2.Environment)
-USER = "ui_user"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -117,7 +116,6 @@ def ui(handler: Handler) -> Handler:
                 headers={"WWW-Authenticate": 'Basic realm="alertmail UI", charset="UTF-8"'},
             )
         else:
-            request[USER] = user
             try:
                 resp = await handler(request)
             except web.HTTPException as exc:
@@ -135,8 +133,14 @@ def ui(handler: Handler) -> Handler:
 
 
 # -- CSRF ------------------------------------------------------------------------------
+def current_user(request: web.Request) -> str:
+    """Who is signed in ("" without ui_auth credentials); only call behind ``ui``."""
+    ui_auth = request.app[RUNTIME].config.ui_auth
+    return ui_user(ui_auth, request.headers.get("Authorization")) or ""
+
+
 def csrf_token(request: web.Request) -> str:
-    user = str(request.get(USER, ""))
+    user = current_user(request)
     mac = hmac.new(request.app[CSRF_SECRET], f"csrf:{user}".encode(), hashlib.sha256)
     return mac.hexdigest()
 

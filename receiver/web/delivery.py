@@ -15,7 +15,7 @@ from receiver.web.common import (
     CSRF_FIELD,
     CSRF_HEADER,
     EMAIL_CSP,
-    USER,
+    current_user,
     error_response,
     page,
     ui,
@@ -136,7 +136,7 @@ async def _requeue(request: web.Request, token: str | None) -> tuple[int, str]:
     changed = await store.run(store.store.requeue, now_of(request), outbox_id)
     if not changed:
         return 409, f"delivery {outbox_id} changed state meanwhile; reload and look again"
-    log.info("delivery %d re-queued from the web UI by %r", outbox_id, request.get(USER, ""))
+    log.info("delivery %d re-queued from the web UI by %r", outbox_id, current_user(request))
     request.app[EMAIL_WORKER].wake()
     return 200, f"delivery {outbox_id} re-queued"
 

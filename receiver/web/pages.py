@@ -72,7 +72,10 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
 
 @ui
 async def overview_page(request: web.Request) -> web.StreamResponse:
-    return page(request, "overview.html.j2", {"data": await overview_data(request)})
+    every = int_param(request.query.get("refresh"), 10, 2, 300)  # seconds between updates
+    return page(
+        request, "overview.html.j2", {"data": await overview_data(request), "every": every}
+    )
 
 
 @ui

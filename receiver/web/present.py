@@ -131,7 +131,7 @@ def detail_item(d: DeliveryDetail, now: float, tz: ZoneInfo) -> dict[str, Any]:
             "state": n.state,
             "reason": n.reason or "",
         },
-        attempts=[
+        history=[
             {
                 "at": iso(a.at),
                 "time": fmt_time(a.at, tz),

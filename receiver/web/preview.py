@@ -63,6 +63,22 @@ def _source_excerpt(config: Config, file: str, line: int) -> list[dict[str, Any]
 
 def render_preview(config: Config, kind: str, raw: str) -> dict[str, Any]:
     """Everything the preview shows. Runs in a worker thread (rendering is CPU work)."""
+    out: dict[str, Any] = {
+        "error": None,
+        "error_kind": None,
+        "file": None,
+        "line": None,
+        "source": [],
+        "subject": "",
+        "text": None,
+        "html": None,
+        "headers": [],
+    }
+    out.update(_render(config, kind, raw))
+    return out
+
+
+def _render(config: Config, kind: str, raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -91,17 +107,16 @@ def render_preview(config: Config, kind: str, raw: str) -> dict[str, Any]:
             )
     except TemplateError as exc:
         message = str(exc)
-        out: dict[str, Any] = {"error": message, "error_kind": "template", "source": []}
+        out: dict[str, Any] = {"error": message, "error_kind": "template"}
         m = _LOCATION.match(message)
         if m:
             out.update(file=m["file"], line=int(m["line"]))
             out["source"] = _source_excerpt(config, m["file"], int(m["line"]))
         return out
     if isinstance(result, str):
-        return {"error": None, "subject": "", "text": result, "html": None, "headers": []}
+        return {"text": result}
     shown = mime.show(result.as_bytes())
     return {
-        "error": None,
         "subject": shown.subject,
         "text": shown.text,
         "html": shown.html,
@@ -165,8 +180,8 @@ async def preview_page(request: web.Request) -> web.StreamResponse:
         raw = await _payload_text(request, form["source"], form["payload"])
         config = request.app[RUNTIME].config
         result = await asyncio.to_thread(render_preview, config, form["kind"], raw)
-        if result.get("html") is not None:
-            result["html_url"] = f"/preview/html/{_stash(request.app, result['html'])}"
+        html = result.pop("html")
+        result["html_url"] = None if html is None else f"/preview/html/{_stash(request.app, html)}"
     return page(request, "preview.html.j2", {**ctx, "form": form, "result": result})
 
 

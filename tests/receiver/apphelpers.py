@@ -8,6 +8,7 @@ import email
 import email.policy
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,18 @@ async def wait_for(
 async def wait_mail(sink: Sink, count: int, timeout: float = 10.0) -> list[EmailMessage]:
     await wait_for(lambda: len(sink.messages) >= count, timeout, f"{count} email(s)")
     return [parse(m.data) for m in sink.messages]
+
+
+class FakeClock:
+    """An injectable clock: tests move time instead of waiting for it."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def at(text: str) -> float:
+    """A UTC wall-clock time as a timestamp."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()

@@ -221,3 +221,62 @@ def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     assert '"state": "queued"' in alertmail("outbox", "list", "--json", "--config", str(cfg)).stdout
     assert alertmail("outbox", "drop", str(a), "--config", str(cfg)).returncode == 0
     assert alertmail("outbox", "drop", "999", "--config", str(cfg)).returncode == 1
+
+
+def test_tls_listener_and_sighup_reload(
+    tmp_path: Path, receiver_proc: list[subprocess.Popen[bytes]]
+) -> None:
+    import ssl
+
+    from tests.smtp_servers import self_signed_cert
+
+    cert, key = self_signed_cert(tmp_path)
+    cfg = write_config(tmp_path, 25, tls=f"{{cert_file: {cert}, key_file: {key}}}")
+    port = int(cfg.read_text().split("listen: 127.0.0.1:")[1].split()[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "receive", "--config", str(cfg)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    receiver_proc.append(proc)
+    ctx = ssl.create_default_context(cafile=str(cert))
+    url = f"https://127.0.0.1:{port}"
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(url + path, timeout=2, context=ctx) as r:
+            return str(r.read().decode())
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert get("/readyz").startswith("ready")
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # no plain HTTP on TLS
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
+
+    def reload_metric() -> str:
+        lines = get("/metrics").splitlines()
+        return next(x for x in lines if x.startswith("alertmail_config_last_reload_successful "))
+
+    good = cfg.read_text()
+    cfg.write_text(good + "dedup_window: never\n")
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while reload_metric().endswith(" 1.0") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reload_metric().endswith(" 0.0")  # refused: still serving the old config
+    cfg.write_text(good)
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while reload_metric().endswith(" 0.0") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reload_metric().endswith(" 1.0")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    assert "config reload refused" in log and "dedup_window" in log

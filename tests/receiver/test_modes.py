@@ -5,29 +5,21 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from receiver.keys import SCHEDULER, STORE
 from tests.conftest import load_fixture
-from tests.receiver.apphelpers import make_config, running, server, wait_for, wait_mail
+from tests.receiver.apphelpers import (
+    FakeClock,
+    at,
+    make_config,
+    running,
+    server,
+    wait_for,
+    wait_mail,
+)
 from tests.smtp_servers import smtp_sink
-
-UTC_ZONE = ZoneInfo("UTC")
-
-
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def at(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC_ZONE).timestamp()
 
 
 def warning_group(name: str) -> dict[str, Any]:
