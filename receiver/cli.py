@@ -141,6 +141,16 @@ def _outbox(config: Config, args: argparse.Namespace) -> int:
                 print(json.dumps([_row_json(r) for r in rows], indent=2))
             else:
                 _print_rows(rows, config)
+                for recipient, count in sorted(store.waiting_folds().items()):
+                    print(
+                        f"flood limit: {count} notification(s) for {recipient} folded, "
+                        "waiting for the next catch-up email"
+                    )
+                for route, bucket, count in store.pending_digests():
+                    print(
+                        f"digest {route}: {count} notification(s) in the window from "
+                        f"{_fmt_time(bucket, config)}"
+                    )
             return 0
         if action == "retry":
             if args.dead:

@@ -73,8 +73,13 @@ class BatchQueries:
             )
         return outbox_id
 
-    def folded_count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM folded").fetchone()[0])
+    def waiting_folds(self) -> dict[str, int]:
+        """Recipient -> notifications folded and not yet in a catch-up (for `outbox list`)."""
+        rows = self._db.execute(
+            "SELECT recipient, COUNT(*) FROM folded WHERE catchup_outbox_id IS NULL "
+            "GROUP BY recipient"
+        ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     # -- digests ------------------------------------------------------------------------
     def due_digest_buckets(self, route: str, before: float) -> list[float]:

@@ -223,6 +223,24 @@ def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     assert alertmail("outbox", "drop", "999", "--config", str(cfg)).returncode == 1
 
 
+def test_outbox_list_shows_folded_and_digest_waiting(tmp_path: Path) -> None:
+    from receiver.store import DispatchPlan, IngestItem, Store
+
+    cfg = write_config(tmp_path, 25)
+    store = Store(tmp_path / "alertmail.db")
+    (res,) = store.ingest_batch([IngestItem(1.0, "r", "g", "firing", "k", "{}", 120.0)])
+    plan = DispatchPlan(
+        res.notification_id,
+        digest_entries=[("team-digest", 3600.0)],
+        folds=[("oncall@example.com", "routes[0]", 0)],
+    )
+    store.commit_dispatch(plan, 2.0)
+    store.close()
+    out = alertmail("outbox", "list", "--config", str(cfg)).stdout
+    assert "1 notification(s) for oncall@example.com folded" in out
+    assert "digest team-digest: 1 notification(s)" in out
+
+
 def test_tls_listener_and_sighup_reload(
     tmp_path: Path, receiver_proc: list[subprocess.Popen[bytes]]
 ) -> None:
