@@ -360,7 +360,14 @@ def test_receiver_example_config_loads_with_the_receiver(tmp_path: Path) -> None
     data["auth"]["bearer_token_file"] = str(token)  # /etc/alertmail/token does not exist here
     cfg = config_from_dict(data, str(RECEIVER_YML))
     assert cfg.deadman is not None and cfg.deadman.alertname == "Watchdog"
-    assert cfg.routes[0].matchers[0].value == "alertmail-watchdog"
+    # The Watchdog is the dead man's switch's heartbeat, consumed before routing: the first
+    # route is a real one.
+    assert str(cfg.routes[0].matchers[0]) == 'severity="critical"'
+    from receiver.dispatcher import is_heartbeat
+    from receiver.model import parse_notification
+
+    beat = parse_notification({"alerts": [{"labels": {"alertname": "Watchdog"}}]})
+    assert is_heartbeat(beat, cfg.deadman.alertname)
 
 
 def test_exporter_config_produces_the_metrics_the_rules_use(tmp_path: Path) -> None:
