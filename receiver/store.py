@@ -9,158 +9,41 @@ timeout make that safe.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
-
-PENDING_STATES = ("queued", "retrying")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestItem:
-    received_at: float
-    receiver: str
-    group_key: str
-    status: str
-    dedup_key: str
-    payload: str
-    dedup_window: float
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    notification_id: int
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Thread:
-    id: int
-    route: str
-    group_key: str
-    opened_at: float
-    subject: str | None
-    root_message_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    channel: str
-    target: str
-    kind: str
-    priority: int
-    payload: bytes
-    received_at: float
-    supersede_key: str | None = None
-    thread_id: int | None = None
-    notification_id: int | None = None
-    message_id: str | None = None
-    subject: str | None = None
-    state: str = "queued"
-    reason: str | None = None
-    not_before: float | None = None  # quiet hours: held until then
-
-
-@dataclass(slots=True)
-class DispatchPlan:
-    """Everything one notification turns into, written in one transaction."""
-
-    notification_id: int
-    messages: list[NewMessage] = field(default_factory=list)
-    alerts: list[AlertRecord] = field(default_factory=list)
-    thread_roots: list[tuple[int, str, str]] = field(default_factory=list)
-    close_threads: list[int] = field(default_factory=list)
-    digest_entries: list[tuple[str, float]] = field(default_factory=list)
-    budget: list[str] = field(default_factory=list)
-    folds: list[tuple[str, str, int]] = field(default_factory=list)
-    reason: str | None = None
-
-
-@dataclass(slots=True)
-class Queued:
-    ids: list[int]
-    superseded: int
-
-    def add(self, outbox_id: int, superseded: int) -> None:
-        self.ids.append(outbox_id)
-        self.superseded += superseded
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    fingerprint: str
-    starts_at: str
-    alertname: str
-    severity: str
-    status: str
-    labels: str
-    annotations: str
-    ends_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    channel: str
-    target: str
-    kind: str
-    priority: int
-    state: str
-    message_id: str | None
-    subject: str | None
-    payload: bytes
-    created_at: float
-    received_at: float
-    next_attempt_at: float
-    attempts: int
-    last_error: str | None
-    server: str | None
-    reply: str | None
-    recipients_result: str | None
-    finished_at: float | None
-    reason: str | None
-    thread_id: int | None
-    notification_id: int | None
-
-    @property
-    def recipients(self) -> list[str]:
-        if self.channel != "email":
-            return [self.target]
-        value = json.loads(self.target)
-        return [str(v) for v in value]
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    server: str
-    ok: bool
-    stage: str
-    code: int | None
-    message: str
-    elapsed: float
-
-
-_OUTBOX_COLS = (
-    "id, channel, target, kind, priority, state, message_id, subject, payload, created_at, "
-    "received_at, next_attempt_at, attempts, last_error, server, reply, recipients_result, "
-    "finished_at, reason, thread_id, notification_id"
+from receiver.store_outbox import OutboxQueries
+from receiver.store_types import (
+    AlertRecord,
+    AttemptRecord,
+    DispatchPlan,
+    IngestItem,
+    IngestResult,
+    NewMessage,
+    OutboxRow,
+    Queued,
+    Thread,
 )
 
+__all__ = [
+    "AlertRecord",
+    "AttemptRecord",
+    "DispatchPlan",
+    "IngestItem",
+    "IngestResult",
+    "NewMessage",
+    "OutboxRow",
+    "Queued",
+    "Store",
+    "Thread",
+]
 
-def _outbox_row(r: Sequence[Any]) -> OutboxRow:
-    values = list(r)
-    values[8] = bytes(values[8])
-    return OutboxRow(*values)
 
-
-class Store(BatchQueries):
+class Store(OutboxQueries, BatchQueries):
     """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -396,132 +279,6 @@ class Store(BatchQueries):
             ),
         )
         return int(cur.lastrowid or 0), superseded
-
-    # -- delivery ---------------------------------------------------------------------
-    def recover_sending(self) -> int:
-        """After a crash, messages caught mid-send go back to the queue (at-least-once)."""
-        with self._tx() as db:
-            return db.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
-
-    def claim_due(self, channel: str, now: float, limit: int) -> list[OutboxRow]:
-        """Due messages, most urgent first, marked as sending."""
-        if limit <= 0:
-            return []
-        with self._tx() as db:
-            rows = db.execute(
-                f"UPDATE outbox SET state='sending' WHERE id IN (SELECT id FROM outbox "
-                f"WHERE channel=? AND state IN ('queued','retrying') AND next_attempt_at<=? "
-                f"ORDER BY priority, id LIMIT ?) RETURNING {_OUTBOX_COLS}",
-                (channel, now, limit),
-            ).fetchall()
-        return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.priority, r.id))
-
-    def next_due_at(self, channel: str) -> float | None:
-        row = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE channel=? "
-            "AND state IN ('queued','retrying')",
-            (channel,),
-        ).fetchone()
-        return None if row[0] is None else float(row[0])
-
-    def finish_attempt(
-        self,
-        outbox_id: int,
-        now: float,
-        state: str,
-        attempts: Sequence[AttemptRecord],
-        *,
-        server: str | None = None,
-        reply: str | None = None,
-        error: str | None = None,
-        next_attempt_at: float | None = None,
-        recipients_result: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        with self._tx() as db:
-            for a in attempts:
-                db.execute(
-                    "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
-                    "elapsed) VALUES (?,?,?,?,?,?,?,?)",
-                    (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
-                )
-            done = state in ("sent", "dead")
-            db.execute(
-                "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
-                "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
-                "next_attempt_at=COALESCE(?, next_attempt_at), "
-                "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
-                "finished_at=? WHERE id=?",
-                (
-                    state,
-                    server,
-                    reply,
-                    error,
-                    next_attempt_at,
-                    recipients_result,
-                    reason,
-                    now if done else None,
-                    outbox_id,
-                ),
-            )
-
-    # -- operator commands --------------------------------------------------------------
-    def list_outbox(
-        self, states: Sequence[str] | None = None, limit: int = 100, channel: str | None = None
-    ) -> list[OutboxRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args.extend(states)
-        if channel:
-            where.append("channel=?")
-            args.append(channel)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._db.execute(
-            f"SELECT {_OUTBOX_COLS} FROM outbox {clause} ORDER BY id DESC LIMIT ?",
-            (*args, limit),
-        ).fetchall()
-        return [_outbox_row(r) for r in rows]
-
-    def get_outbox(self, outbox_id: int) -> OutboxRow | None:
-        row = self._db.execute(
-            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (outbox_id,)
-        ).fetchone()
-        return _outbox_row(row) if row else None
-
-    def attempts_of(self, outbox_id: int) -> list[tuple[float, AttemptRecord]]:
-        rows = self._db.execute(
-            "SELECT at, server, ok, stage, code, message, elapsed FROM attempts "
-            "WHERE outbox_id=? ORDER BY id",
-            (outbox_id,),
-        ).fetchall()
-        return [(float(r[0]), AttemptRecord(r[1], bool(r[2]), *r[3:])) for r in rows]
-
-    def requeue(self, now: float, outbox_id: int | None = None, *, dead: bool = False) -> int:
-        """Put dead/retrying messages back in the queue now (like ``postqueue -f``)."""
-        with self._tx() as db:
-            if outbox_id is not None:
-                return db.execute(
-                    "UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
-                    "finished_at=NULL, reason=NULL WHERE id=? AND state IN "
-                    "('dead','retrying','queued','superseded')",
-                    (now, now, outbox_id),
-                ).rowcount
-            states = "('dead')" if dead else "('retrying')"
-            return db.execute(
-                f"UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
-                f"finished_at=NULL, reason=NULL WHERE state IN {states}",
-                (now, now),
-            ).rowcount
-
-    def drop(self, outbox_id: int, now: float) -> int:
-        with self._tx() as db:
-            return db.execute(
-                "UPDATE outbox SET state='dead', finished_at=?, reason='dropped by operator' "
-                "WHERE id=? AND state IN ('queued','retrying','dead')",
-                (now, outbox_id),
-            ).rowcount
 
     # -- status -----------------------------------------------------------------------
     def outbox_stats(self) -> tuple[dict[tuple[str, str], int], dict[str, float]]:

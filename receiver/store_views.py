@@ -140,6 +140,7 @@ class StoreViews:
     """The pages' queries over a Store's connection (read-only)."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._db = store._db
 
     # -- overview (/) -------------------------------------------------------------------
@@ -180,6 +181,10 @@ class StoreViews:
             "WHERE kind='digest' AND state IN ('queued','retrying') ORDER BY next_attempt_at"
         ).fetchall()
         return [QueuedDigest(*r) for r in rows]
+
+    def open_digest_windows(self) -> list[tuple[str, float, int]]:
+        """(route key, window start, notifications) of digest windows not yet flushed."""
+        return self._store.pending_digests()
 
     def smtp_health(self, since: float) -> list[ServerHealth]:
         """Per server: last success/failure ever, and counts within the window."""

@@ -1,0 +1,149 @@
+"""Outbox queries: claiming, recording attempts, operator commands (part of the store layer).
+
+Mixed into ``Store``: the same connection and thread, the same rule that SQL lives only here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, _outbox_row
+
+if TYPE_CHECKING:
+    from receiver.store import _Transaction
+
+
+class OutboxQueries:
+    _db: sqlite3.Connection
+
+    if TYPE_CHECKING:
+
+        def _tx(self) -> _Transaction: ...
+
+    # -- delivery ---------------------------------------------------------------------
+    def recover_sending(self) -> int:
+        """After a crash, messages caught mid-send go back to the queue (at-least-once)."""
+        with self._tx() as db:
+            return db.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
+
+    def claim_due(self, channel: str, now: float, limit: int) -> list[OutboxRow]:
+        """Due messages, most urgent first, marked as sending."""
+        if limit <= 0:
+            return []
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE outbox SET state='sending' WHERE id IN (SELECT id FROM outbox "
+                f"WHERE channel=? AND state IN ('queued','retrying') AND next_attempt_at<=? "
+                f"ORDER BY priority, id LIMIT ?) RETURNING {_OUTBOX_COLS}",
+                (channel, now, limit),
+            ).fetchall()
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.priority, r.id))
+
+    def next_due_at(self, channel: str) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE channel=? "
+            "AND state IN ('queued','retrying')",
+            (channel,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def finish_attempt(
+        self,
+        outbox_id: int,
+        now: float,
+        state: str,
+        attempts: Sequence[AttemptRecord],
+        *,
+        server: str | None = None,
+        reply: str | None = None,
+        error: str | None = None,
+        next_attempt_at: float | None = None,
+        recipients_result: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            for a in attempts:
+                db.execute(
+                    "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
+                    "elapsed) VALUES (?,?,?,?,?,?,?,?)",
+                    (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
+                )
+            done = state in ("sent", "dead")
+            db.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
+                "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
+                "next_attempt_at=COALESCE(?, next_attempt_at), "
+                "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
+                "finished_at=? WHERE id=?",
+                (
+                    state,
+                    server,
+                    reply,
+                    error,
+                    next_attempt_at,
+                    recipients_result,
+                    reason,
+                    now if done else None,
+                    outbox_id,
+                ),
+            )
+
+    # -- operator commands --------------------------------------------------------------
+    def list_outbox(
+        self, states: Sequence[str] | None = None, limit: int = 100, channel: str | None = None
+    ) -> list[OutboxRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if channel:
+            where.append("channel=?")
+            args.append(channel)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT {_OUTBOX_COLS} FROM outbox {clause} ORDER BY id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [_outbox_row(r) for r in rows]
+
+    def get_outbox(self, outbox_id: int) -> OutboxRow | None:
+        row = self._db.execute(
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE id=?", (outbox_id,)
+        ).fetchone()
+        return _outbox_row(row) if row else None
+
+    def attempts_of(self, outbox_id: int) -> list[tuple[float, AttemptRecord]]:
+        rows = self._db.execute(
+            "SELECT at, server, ok, stage, code, message, elapsed FROM attempts "
+            "WHERE outbox_id=? ORDER BY id",
+            (outbox_id,),
+        ).fetchall()
+        return [(float(r[0]), AttemptRecord(r[1], bool(r[2]), *r[3:])) for r in rows]
+
+    def requeue(self, now: float, outbox_id: int | None = None, *, dead: bool = False) -> int:
+        """Put dead/retrying messages back in the queue now (like ``postqueue -f``)."""
+        with self._tx() as db:
+            if outbox_id is not None:
+                return db.execute(
+                    "UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
+                    "finished_at=NULL, reason=NULL WHERE id=? AND state IN "
+                    "('dead','retrying','queued','superseded')",
+                    (now, now, outbox_id),
+                ).rowcount
+            states = "('dead')" if dead else "('retrying')"
+            return db.execute(
+                f"UPDATE outbox SET state='queued', next_attempt_at=?, created_at=?, "
+                f"finished_at=NULL, reason=NULL WHERE state IN {states}",
+                (now, now),
+            ).rowcount
+
+    def drop(self, outbox_id: int, now: float) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET state='dead', finished_at=?, reason='dropped by operator' "
+                "WHERE id=? AND state IN ('queued','retrying','dead')",
+                (now, outbox_id),
+            ).rowcount
