@@ -167,20 +167,15 @@ class AlertGrapher:
         groups: dict[str, list[Alert]] = {}
         skipped: set[tuple[str, str]] = set()
         for alert in sorted(alerts, key=Alert.sort_key):
-            reason = None
             expr = generator_expr(alert.generator_url) if alert.generator_url else None
-            if expr is None:
-                reason = "no_expr"
-            elif origin(alert.generator_url) not in self._allowed:
-                reason = "host_not_allowed"
-            if reason is not None:
-                if (reason, alert.generator_url) not in skipped:  # once per distinct URL
-                    skipped.add((reason, alert.generator_url))
-                    self.on_skip(reason)
+            if expr is not None and origin(alert.generator_url) in self._allowed:
+                if expr in groups or len(groups) < MAX_GRAPHS:
+                    groups.setdefault(expr, []).append(alert)
                 continue
-            assert expr is not None
-            if expr in groups or len(groups) < MAX_GRAPHS:
-                groups.setdefault(expr, []).append(alert)
+            reason = "no_expr" if expr is None else "host_not_allowed"
+            if (reason, alert.generator_url) not in skipped:  # once per distinct URL
+                skipped.add((reason, alert.generator_url))
+                self.on_skip(reason)
         if not groups:
             return {}
         executor = self._get_executor()

@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from receiver.alert_graph import AlertGrapher
 from receiver.channels.slack import SlackClient
 from receiver.config import Config
 from receiver.delivery import EmailWorker
@@ -22,6 +23,7 @@ from receiver.errors import AlertmailError, ConfigError, StoreError
 from receiver.keys import (
     DISPATCHER,
     EMAIL_WORKER,
+    GRAPHER,
     HTTP_SESSION,
     METRICS,
     RUNTIME,
@@ -148,6 +150,17 @@ def create_app(
             )
         session = aiohttp.ClientSession()
         app[HTTP_SESSION] = session
+        grapher = AlertGrapher(
+            config.prometheus,
+            session,
+            tz=config.tz,
+            on_skip=lambda reason: metrics.graphs.labels(reason).inc(),
+        )
+        app[GRAPHER] = grapher
+        if config.prometheus.external_urls:
+            # Charting is configured: start the drawing process now, so the first alert
+            # email does not lose its graph to the interpreter's cold start.
+            grapher.warm_up()
         email = EmailWorker(store, runtime, metrics, clock=clock)
         slack = SlackWorker(store, runtime, metrics, clock=clock)
         slack.client = SlackClient(
@@ -159,7 +172,12 @@ def create_app(
             slack.wake()
 
         dispatcher = Dispatcher(
-            store, runtime, clock=clock, on_queued=wake_workers, metrics=metrics
+            store,
+            runtime,
+            clock=clock,
+            on_queued=wake_workers,
+            metrics=metrics,
+            grapher=grapher,
         )
         scheduler = Scheduler(store, runtime, metrics, clock=clock, on_queued=wake_workers)
         app[EMAIL_WORKER] = email
@@ -183,6 +201,7 @@ def create_app(
             chain = app[RUNTIME].smtp
             if chain is not None:
                 await chain.close()
+            await grapher.close()
             await session.close()
             with contextlib.suppress(StoreError):
                 await store.close()

@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from receiver.alert_graph import AlertGrapher
 from receiver.batching import bucket_start, is_urgent, quiet_until, split_by_budget
 from receiver.errors import AlertmailError, PayloadError
 from receiver.fallback import fallback_email
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
-from receiver.render import ThreadRef, make_message_id
+from receiver.render import InlineImage, ThreadRef, make_message_id
 from receiver.routing import RouteMatch, routes_for
 from receiver.runtime import Runtime
 from receiver.slack_message import slack_message
@@ -64,8 +65,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         on_queued: Callable[[], None] = lambda: None,
         metrics: ReceiverMetrics | None = None,
+        grapher: AlertGrapher | None = None,
     ) -> None:
         self.metrics = metrics
+        self.grapher = grapher
         self.store = store
         self.runtime = runtime
         self.clock = clock
@@ -193,9 +196,10 @@ class Dispatcher:
         now: float,
         hold: float | None,
     ) -> None:
+        images = await self._graphs(n, now)
         # Rendering (Jinja + CSS inlining) is CPU work: off the loop that answers webhooks.
         msg = await asyncio.to_thread(
-            self._render, n, send_to, thread.subject, thread.root_message_id, now
+            self._render, n, send_to, thread.subject, thread.root_message_id, now, images
         )
         target = json.dumps(send_to)
         plan.messages.append(
@@ -217,6 +221,15 @@ class Dispatcher:
         if thread.root_message_id is None:
             plan.thread_roots.append((thread.id, str(msg["Subject"]), str(msg["Message-ID"])))
 
+    async def _graphs(self, n: Notification, now: float) -> dict[str, InlineImage]:
+        """fingerprint -> graph; best-effort, bounded by prometheus.query_timeout."""
+        if self.grapher is None or not n.firing:
+            return {}
+        graphs = await self.grapher.graphs_for(n.firing, datetime.fromtimestamp(now, tz=UTC))
+        if self.metrics is not None and graphs:
+            self.metrics.graphs.labels("drawn").inc(len({g.cid for g in graphs.values()}))
+        return graphs
+
     def slack_payload(self, n: Notification, target: str, now: float) -> bytes:
         slack_target = self.runtime.config.slack.webhooks[target]
         message = slack_message(
@@ -234,6 +247,7 @@ class Dispatcher:
         subject: str | None,
         root: str | None,
         now: float,
+        graphs: dict[str, InlineImage],
     ) -> EmailMessage:
         smtp = self.runtime.config.smtp
         assert smtp is not None
@@ -247,6 +261,8 @@ class Dispatcher:
                 message_id=message_id,
                 thread=ThreadRef(root_message_id=root, subject=subject),
                 now=when,
+                images=list({g.cid: g for g in graphs.values()}.values()),
+                graph_cids={fp: g.cid for fp, g in graphs.items()},
             )
         except Exception:
             # A broken user template must not swallow the page: send a plain one instead.

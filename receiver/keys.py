@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from receiver.alert_graph import AlertGrapher
 from receiver.metrics import ReceiverMetrics
 from receiver.runtime import Runtime
 from receiver.store_async import AsyncStore
@@ -25,3 +26,4 @@ EMAIL_WORKER: web.AppKey[EmailWorker] = web.AppKey("email_worker")
 SLACK_WORKER: web.AppKey[SlackWorker] = web.AppKey("slack_worker")
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+GRAPHER = web.AppKey("grapher", AlertGrapher)

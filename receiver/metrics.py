@@ -90,6 +90,15 @@ class ReceiverMetrics:
             ["result"],
             registry=r,
         )
+        self.graphs = Counter(
+            "alertmail_alert_graphs",
+            "Alert graphs attached to emails (result=drawn) or left out, and why "
+            "(host_not_allowed, no_expr, timeout, query_error, draw_error).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("drawn", "timeout", "query_error", "draw_error"):
+            self.graphs.labels(result)
         self.deadman_seen = Gauge(
             "alertmail_deadman_last_seen_timestamp_seconds",
             "When the dead man's switch alert was last received.",

@@ -24,6 +24,7 @@ import jinja2
 from aiohttp import web
 
 from receiver.config import UiAuth
+from receiver.errors import StoreError
 from receiver.keys import RUNTIME
 from receiver.units import format_duration
 
@@ -123,6 +124,8 @@ def ui(handler: Handler) -> Handler:
                     resp = error_response(request, exc.status, exc.reason)
                 else:
                     raise
+            except StoreError as exc:
+                resp = error_response(request, 503, f"the database is not readable now: {exc}")
         for key, value in BASE_HEADERS.items():
             resp.headers.setdefault(key, value)
         resp.headers.setdefault("Content-Security-Policy", PAGE_CSP)

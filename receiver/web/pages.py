@@ -22,6 +22,7 @@ from receiver.web.present import (
     digest_item,
     health_items,
     report_items,
+    window_items,
 )
 
 WINDOW = 24 * 3600.0
@@ -51,9 +52,12 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
             v.deliveries(DeliveryFilter(), RECENT, 0),
             v.queued_digests(),
             v.smtp_health(now - WINDOW),
+            v.open_digest_windows(),
         )
 
-    (alerts, total), counts, (recent, _), digests, health = await request.app[STORE].run(collect)
+    (alerts, total), counts, (recent, _), digests, health, windows = await request.app[STORE].run(
+        collect
+    )
     return {
         "generated_at": iso(now),
         "generated": fmt_time(now, tz),
@@ -65,6 +69,7 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
             "recent": [delivery_item(d, now, tz) for d in recent],
         },
         "digests": [digest_item(d, now, tz) for d in digests],
+        "digest_windows": window_items(config, windows, now, tz),
         "reports": report_items(config, request.app.get(REPORT_NEXT_RUN), now, tz),
         "smtp": health_items(config, health, now, tz),
     }
@@ -73,9 +78,7 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
 @ui
 async def overview_page(request: web.Request) -> web.StreamResponse:
     every = int_param(request.query.get("refresh"), 10, 2, 300)  # seconds between updates
-    return page(
-        request, "overview.html.j2", {"data": await overview_data(request), "every": every}
-    )
+    return page(request, "overview.html.j2", {"data": await overview_data(request), "every": every})
 
 
 @ui

@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from receiver.batching import quiet_until
 from receiver.config import Config
 from receiver.model import parse_timestamp
+from receiver.routing import RouteMatch
 from receiver.store_views import (
     DeliveryDetail,
     DeliverySummary,
@@ -170,6 +172,33 @@ def digest_item(q: QueuedDigest, now: float, tz: ZoneInfo) -> dict[str, Any]:
         "next_flush_at": iso(q.next_attempt_at),
         "next_flush": f"{fmt_time(q.next_attempt_at, tz)} ({fmt_age(q.next_attempt_at, now)})",
     }
+
+
+def window_items(
+    config: Config, windows: Sequence[tuple[str, float, int]], now: float, tz: ZoneInfo
+) -> list[dict[str, Any]]:
+    """Open digest windows and when each flushes: at the window's end, after quiet hours."""
+    routes = {RouteMatch(i, r).key: r for i, r in enumerate(config.routes)}
+    out = []
+    for key, bucket, entries in windows:
+        route = routes.get(key)
+        flush: float | None = None
+        if route is not None:
+            flush = max(bucket + route.every, now)
+            flush = quiet_until(flush, route.quiet_hours, tz) or flush
+        out.append(
+            {
+                "route": key,
+                "window_start_at": iso(bucket),
+                "window_start": fmt_time(bucket, tz),
+                "notifications": entries,
+                "next_flush_at": iso(flush),
+                "next_flush": f"{fmt_time(flush, tz)} ({fmt_age(flush, now)})"
+                if flush is not None
+                else "route no longer configured",
+            }
+        )
+    return out
 
 
 def report_items(

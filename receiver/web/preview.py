@@ -1,10 +1,10 @@
 """``/preview``: render a template against a real, shipped or pasted payload.
 
 Templates are read from disk on every preview (a fresh Renderer per request), so template
-authors edit a file and press the button again. Other message kinds (digest, report,
-Slack) appear when the Renderer offers them: ``Renderer.preview_kinds() -> list[str]`` and
-``Renderer.preview(kind, notification, now=...) -> EmailMessage | str``. Until then the
-alert email is previewed through ``Renderer.alert_email``.
+authors edit a file and press the button again. Built in: alert email, digest email (the
+payload as a one-notification digest) and the Slack message (Block Kit JSON). When the
+Renderer offers ``preview_kinds() -> list[str]`` and ``preview(kind, notification, now=...)
+-> EmailMessage | str`` (e.g. for reports), those are used instead.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
+from receiver.batching import build_digest
 from receiver.config import Config
 from receiver.errors import PayloadError, TemplateError
 from receiver.keys import RUNTIME, STORE
-from receiver.model import parse_notification
+from receiver.model import Notification, parse_notification
 from receiver.render import Renderer, ThreadRef, make_message_id, packaged_templates_dir
+from receiver.render_digest import digest_email
+from receiver.slack_message import slack_message
 from receiver.web import mime
 from receiver.web.common import BASE_HEADERS, EMAIL_CSP, HERE, fmt_time, page, ui
 from receiver.web.pages import views
@@ -43,9 +46,42 @@ def examples() -> list[str]:
     return sorted(p.name for p in EXAMPLES.glob("*.json"))
 
 
+BUILTIN_KINDS = ("alert", "digest", "slack")
+
+
 def kinds(renderer: Renderer) -> list[str]:
     offered = getattr(renderer, "preview_kinds", None)
-    return [str(k) for k in offered()] if callable(offered) else ["alert"]
+    return [str(k) for k in offered()] if callable(offered) else list(BUILTIN_KINDS)
+
+
+def _builtin(
+    kind: str, renderer: Renderer, n: Notification, now: datetime, sender: str
+) -> EmailMessage | str:
+    """Render ``kind`` for one notification the way the dispatcher/scheduler would."""
+    rcpts = ["recipient@example.com"]
+    if kind == "digest":
+        end = now.timestamp()
+        digest = build_digest([(end, n)], end - 3600.0, end)
+        return digest_email(
+            digest,
+            renderer=renderer,
+            sender=sender,
+            recipients=rcpts,
+            message_id=make_message_id(sender),
+            now=now,
+            kind="digest",
+            route="preview",
+        )
+    if kind == "slack":
+        return json.dumps(slack_message(n, renderer=renderer, now=now), indent=2)
+    return renderer.alert_email(
+        n,
+        sender=sender,
+        recipients=rcpts,
+        message_id=make_message_id(sender),
+        thread=ThreadRef(root_message_id=None, subject=None),
+        now=now,
+    )
 
 
 def _source_excerpt(config: Config, file: str, line: int) -> list[dict[str, Any]]:
@@ -97,14 +133,7 @@ def _render(config: Config, kind: str, raw: str) -> dict[str, Any]:
         if callable(hook):
             result: EmailMessage | str = hook(kind, n, now=now)
         else:
-            result = renderer.alert_email(
-                n,
-                sender=sender,
-                recipients=["recipient@example.com"],
-                message_id=make_message_id(sender),
-                thread=ThreadRef(root_message_id=None, subject=None),
-                now=now,
-            )
+            result = _builtin(kind, renderer, n, now, sender)
     except TemplateError as exc:
         message = str(exc)
         out: dict[str, Any] = {"error": message, "error_kind": "template"}

@@ -129,7 +129,7 @@ async def test_non_json_answer_and_unreachable(
         return web.Response(status=502, text="<html>Bad Gateway</html>")
 
     url = await stand_in(proxy_error)
-    with pytest.raises(PrometheusError, match="HTTP 502.*Bad Gateway"):
+    with pytest.raises(PrometheusError, match=r"HTTP 502.*Bad Gateway"):
         await PrometheusClient(url, session).query("up")
     with pytest.raises(PrometheusError) as info:
         await PrometheusClient("http://127.0.0.1:1", session, timeout=2).query("up")
