@@ -1,7 +1,7 @@
 # The two commands of the README. Both work on a fresh Debian machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := prometheus prometheus-alertmanager
+APT_PACKAGES := prometheus prometheus-alertmanager chromium openssl
 
 .PHONY: demo test venv deps lint typecheck bench clean
 
@@ -13,9 +13,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Debian packages the end-to-end tests and the demo start (root only; prints the command otherwise).
+# Debian packages the end-to-end and browser tests start (root only; prints the command otherwise).
 deps:
-	@missing=""; for b in prometheus alertmanager promtool amtool; do \
+	@missing=""; for b in prometheus prometheus-alertmanager promtool amtool chromium openssl; do \
 	  command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \

@@ -36,6 +36,7 @@ from receiver.runtime import build_runtime, reload_runtime
 from receiver.scheduler import Scheduler
 from receiver.slack_delivery import SlackWorker
 from receiver.store_async import AsyncStore
+from receiver.web import setup_web
 from receiver.webhook import handle_webhook
 
 log = logging.getLogger(__name__)
@@ -91,13 +92,6 @@ async def reload_app(app: web.Application) -> None:
     app[EMAIL_WORKER].wake()
     app[SLACK_WORKER].wake()
     log.info("config reloaded from %s", runtime.config_path)
-
-
-async def status_page(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    counts, _ = await store.run(store.store.outbox_stats)
-    lines = ["alertmail", ""] + [f"{ch} {state}: {n}" for (ch, state), n in sorted(counts.items())]
-    return web.Response(text="\n".join(lines) + "\n")
 
 
 def _spawn(app: web.Application, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -213,5 +207,5 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_post("/-/reload", reload_handler)
-    app.router.add_get("/", status_page)
+    setup_web(app)
     return app

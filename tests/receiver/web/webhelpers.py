@@ -21,7 +21,7 @@ from receiver.web.pages import overview_page
 from tests.receiver.apphelpers import Running, make_config
 
 UI_USER, UI_PASSWORD = "ops", "s3cret"
-UI = aiohttp.BasicAuth(UI_USER, UI_PASSWORD)
+UI_AUTH = aiohttp.encode_basic_auth(UI_USER, UI_PASSWORD)
 
 
 def ui_config(
@@ -57,9 +57,14 @@ async def running_ui(config: Config, **kw: Any) -> AsyncIterator[Running]:
         await srv.close()
 
 
-async def get(rx: Running, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
-    kw.setdefault("auth", UI)
-    resp = await rx.session.get(rx.url + path, allow_redirects=False, **kw)
+async def get(
+    rx: Running, path: str, auth: str | None = UI_AUTH, **kw: Any
+) -> tuple[int, str, aiohttp.ClientResponse]:
+    """GET with the UI's credentials (auth: an Authorization header value, or None)."""
+    headers = kw.pop("headers", {})
+    if auth is not None:
+        headers["Authorization"] = auth
+    resp = await rx.session.get(rx.url + path, allow_redirects=False, headers=headers, **kw)
     return resp.status, await resp.text(), resp
 
 
