@@ -28,6 +28,10 @@ def test_wheel_finds_its_templates(tmp_path: Path) -> None:
     assert "receiver/_templates/alert.html.j2" in names
     assert "receiver/_templates/digest.html.j2" in names
     assert any(n.startswith("exporters/") for n in names)
+    # The operator pages' own templates, static files and example payloads.
+    assert any(n.startswith("receiver/web/templates/") for n in names)
+    assert any(n.startswith("receiver/web/static/") for n in names)
+    assert any(n.startswith("receiver/web/examples/") for n in names)
     target = tmp_path / "site"
     install = subprocess.run(
         [
