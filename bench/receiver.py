@@ -184,7 +184,7 @@ class SinkStats:
             return False
         return True
 
-    def _accept(self) -> None:
+    def record_accept(self) -> None:
         self.accepted.append(time.perf_counter())
         n = len(self.accepted)
         for count, fut in list(self._waiters):
@@ -199,7 +199,7 @@ class _SinkHandler:
         self.stats = stats
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.stats._accept()
+        self.stats.record_accept()
         return "250 2.0.0 Ok: queued"
 
 
@@ -254,47 +254,34 @@ async def _health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-async def _run_until_signal(start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]) -> None:
+async def _until_signal() -> None:
+    """Return on SIGTERM or SIGINT: how the bench stops its children."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    cleanup = await start()
-    try:
-        await stop.wait()
-    finally:
-        await cleanup()
+    await stop.wait()
 
 
 async def serve_bare(port: int) -> None:
     """The baseline: aiohttp set up as receiver/serve.py does, a handler that answers 200."""
-
-    async def start() -> Callable[[], Awaitable[None]]:
-        app = web.Application(client_max_size=1 << 30)
-        app.router.add_post("/webhook", _bare_webhook)
-        app.router.add_get("/healthz", _health)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post("/webhook", _bare_webhook)
+    app.router.add_get("/healthz", _health)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
         site = web.TCPSite(runner, HOST, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         await site.start()
-        return runner.cleanup
-
-    await _run_until_signal(start)
+        await _until_signal()
+    finally:
+        await runner.cleanup()
 
 
 async def serve_smtp(port: int) -> None:
     """An SMTP sink in its own process, so its work does not slow the load generator."""
-
-    async def start() -> Callable[[], Awaitable[None]]:
-        cm = smtp_sink(port)
-        await cm.__aenter__()
-
-        async def cleanup() -> None:
-            await cm.__aexit__(None, None, None)
-
-        return cleanup
-
-    await _run_until_signal(start)
+    async with smtp_sink(port):
+        await _until_signal()
 
 
 def free_port() -> int:
@@ -326,8 +313,29 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+Probe = Callable[[aiohttp.ClientSession], Awaitable[bool]]
+
+
+def http_ok(url: str) -> Probe:
+    async def probe(session: aiohttp.ClientSession) -> bool:
+        async with session.get(url) as resp:
+            return resp.status == 200
+
+    return probe
+
+
+def tcp_open(port: int) -> Probe:
+    async def probe(session: aiohttp.ClientSession) -> bool:
+        _, writer = await asyncio.open_connection(HOST, port)
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    return probe
+
+
 async def _wait_ready(
-    proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 20.0
+    proc: subprocess.Popen[bytes], probe: Probe, log_path: Path, timeout: float = 20.0
 ) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -335,24 +343,19 @@ async def _wait_ready(
             if proc.poll() is not None:
                 raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{_tail(log_path)}")
             with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url) as resp:
-                    if resp.status == 200:
-                        return
+                if await probe(session):
+                    return
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f}s:\n{_tail(log_path)}")
+    raise RuntimeError(f"{proc.args!r} not ready after {timeout:.0f}s:\n{_tail(log_path)}")
 
 
 @contextlib.asynccontextmanager
-async def child(argv: Sequence[str], ready_url: str | None, log_path: Path) -> AsyncIterator[None]:
-    """A subprocess that is stopped (SIGTERM, then SIGKILL) however the block ends."""
+async def child(argv: Sequence[str], ready: Probe, log_path: Path) -> AsyncIterator[None]:
+    """A subprocess, ready once `ready` says so, stopped (SIGTERM, then SIGKILL) however
+    the block ends."""
     proc = _start_process(argv, log_path)
     try:
-        if ready_url is not None:
-            await _wait_ready(proc, ready_url, log_path)
-        else:
-            await asyncio.sleep(0.5)  # SMTP: no HTTP probe; connections retry anyway
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv} exited {proc.returncode}:\n{_tail(log_path)}")
+        await _wait_ready(proc, ready, log_path)
         yield
     finally:
         await asyncio.to_thread(_stop_process, proc)
@@ -394,7 +397,7 @@ async def receiver(workdir: Path, name: str, smtp_port: int | None) -> AsyncIter
     cfg = write_receiver_config(workdir, name, port, smtp_port)
     argv = [sys.executable, "-m", "receiver.cli", "receive", "--config", str(cfg)]
     base = f"http://{HOST}:{port}"
-    async with child(argv, f"{base}/healthz", workdir / f"{name}.log"):
+    async with child(argv, http_ok(f"{base}/healthz"), workdir / f"{name}.log"):
         yield Receiver(base, workdir / f"{name}.db")
 
 
@@ -403,7 +406,7 @@ async def bare_server(workdir: Path) -> AsyncIterator[str]:
     port = free_port()
     argv = [sys.executable, str(SELF), "--serve", "bare", "--port", str(port)]
     base = f"http://{HOST}:{port}"
-    async with child(argv, f"{base}/healthz", workdir / "bare.log"):
+    async with child(argv, http_ok(f"{base}/healthz"), workdir / "bare.log"):
         yield base
 
 
@@ -411,13 +414,14 @@ async def bare_server(workdir: Path) -> AsyncIterator[str]:
 async def smtp_sink_process(workdir: Path) -> AsyncIterator[int]:
     port = free_port()
     argv = [sys.executable, str(SELF), "--serve", "smtp", "--port", str(port)]
-    async with child(argv, None, workdir / "smtp-sink.log"):
+    async with child(argv, tcp_open(port), workdir / "smtp-sink.log"):
         yield port
 
 
 def _backlog(db: Path) -> int:
     # Read-only peek at the receiver's queue (schema of receiver/schema.py); the bench
     # only uses it to let one measurement's background work finish before the next.
+    # 'retrying' is left out: a backoff would stall the bench, and the sink never fails.
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM notifications WHERE state='pending') + "
@@ -592,7 +596,7 @@ async def alertmanager(workdir: Path, config: str) -> AsyncIterator[str]:
         "--log.level=warn",
     ]
     base = f"http://{HOST}:{port}"
-    async with child(argv, f"{base}/-/ready", workdir / "alertmanager.log"):
+    async with child(argv, http_ok(f"{base}/-/ready"), workdir / "alertmanager.log"):
         yield base
 
 
@@ -686,7 +690,12 @@ Load = Callable[[Target, int], Awaitable[LoadResult]]
 
 
 async def alternate(
-    targets: Sequence[Target], rounds: int, load: Load, drain_timeout: float
+    targets: Sequence[Target],
+    rounds: int,
+    load: Load,
+    drain_timeout: float,
+    *,
+    drain_last: bool = True,
 ) -> dict[str, tuple[LoadResult, float]]:
     """Run `load(target, round)` for every target, `rounds` times, rotating who goes first,
     so load from elsewhere on the machine falls on all targets alike. After each receiver
@@ -694,9 +703,13 @@ async def alternate(
     Returns per target the merged result and the seconds spent waiting for the backlog."""
     out = {t.name: (LoadResult(), 0.0) for t in targets}
     for r in range(rounds):
-        for target in [*targets[r % len(targets) :], *targets[: r % len(targets)]]:
+        order = [*targets[r % len(targets) :], *targets[: r % len(targets)]]
+        for target in order:
             res = await load(target, r)
-            drained = 0.0 if target.db is None else await wait_drained(target.db, drain_timeout)
+            last = r == rounds - 1 and target is order[-1]
+            drained = 0.0
+            if target.db is not None and (drain_last or not last):
+                drained = await wait_drained(target.db, drain_timeout)
             total, waited = out[target.name]
             total.merge(res)
             out[target.name] = (total, waited + drained)
@@ -770,11 +783,19 @@ async def phase_rate(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[R
 
 async def phase_burst(t: Targets, s: Settings, fixture: dict[str, Any]) -> list[Row]:
     print(f"\n== 3. burst of {s.burst} concurrent webhooks, fresh connections ==")
-    bare = await burst(f"{t.bare}/webhook", make_bodies(fixture, "bare-burst", s.burst))
+
+    async def load(target: Target, r: int) -> LoadResult:
+        return await burst(
+            f"{target.url}/webhook", make_bodies(fixture, f"{target.name}-burst", s.burst)
+        )
+
+    # Nothing is measured after the last burst: its backlog need not drain.
+    results = await alternate(targets_of(t), 1, load, s.drain_timeout, drain_last=False)
+    bare = results["bare"][0]
     print(f"  {label('bare')}all answered in {bare.elapsed:.3f}s  {bare.line()}")
     rows = []
-    for variant, rx in t.receivers.items():
-        res = await burst(f"{rx.url}/webhook", make_bodies(fixture, f"{variant}-burst", s.burst))
+    for variant in t.receivers:
+        res = results[variant][0]
         print(f"  {label(variant)}all answered in {res.elapsed:.3f}s  {res.line()}")
         rows.append(
             Row(
@@ -921,7 +942,7 @@ async def phase_storm(am: str, sinks: dict[str, SinkStats], s: Settings) -> list
 # -- main --------------------------------------------------------------------------------
 
 
-async def run_webhook_phases(workdir: Path, s: Settings) -> list[Row]:
+async def run_webhook_phases(workdir: Path, s: Settings, rows: list[Row]) -> None:
     fixture = load_fixture()
     async with contextlib.AsyncExitStack() as stack:
         bare = await stack.enter_async_context(bare_server(workdir))
@@ -930,13 +951,12 @@ async def run_webhook_phases(workdir: Path, s: Settings) -> list[Row]:
         delivery = await stack.enter_async_context(receiver(workdir, "rx-delivery", sink_port))
         t = Targets(bare, {"ingest": ingest, "delivery": delivery})
         print("receivers: 'ingest' = routes: [] ; 'delivery' = one email route to an SMTP sink")
-        rows = await phase_ingest(t, s, fixture)
+        rows += await phase_ingest(t, s, fixture)
         rows += await phase_rate(t, s, fixture)
         rows += await phase_burst(t, s, fixture)
-    return rows
 
 
-async def run_alertmanager_phases(workdir: Path, s: Settings) -> list[Row]:
+async def run_alertmanager_phases(workdir: Path, s: Settings, rows: list[Row]) -> None:
     async with contextlib.AsyncExitStack() as stack:
         am_sink = await stack.enter_async_context(smtp_sink())
         native_sink = await stack.enter_async_context(smtp_sink())
@@ -944,22 +964,21 @@ async def run_alertmanager_phases(workdir: Path, s: Settings) -> list[Row]:
         config = alertmanager_config(f"{rx.url}/webhook", native_sink.port)
         am = await stack.enter_async_context(alertmanager(workdir, config))
         sinks = {"alertmail": am_sink, "native": native_sink}
-        rows = await phase_latency(am, sinks, s, rx)
+        rows += await phase_latency(am, sinks, s, rx)
         rows += await phase_storm(am, sinks, s)
-    return rows
 
 
 async def run(s: Settings, workdir: Path) -> list[Row]:
-    rows: list[Row] = []
+    rows: list[Row] = []  # the phases append as they finish, so a failure keeps the rest
     for name, phases in (
         ("webhook phases", run_webhook_phases),
         ("Alertmanager phases", run_alertmanager_phases),
     ):
         try:
-            rows += await phases(workdir, s)
-        except RuntimeError as exc:
-            # Report what could be measured; one broken phase should not hide the others.
-            print(f"\n!! {name} failed: {exc}", file=sys.stderr)
+            await phases(workdir, s, rows)
+        except Exception as exc:
+            # A measurement: report what could be measured, and why the rest could not.
+            print(f"\n!! {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     return rows
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
-
-from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.config import load_config
 from exporters.metrics import Store
@@ -18,12 +17,20 @@ def run(config_path: str, one_shot: bool = False) -> int:
     """Run the exporter; returns the exit code. Raises ConfigError for a bad config."""
     cfg = load_config(config_path)
     if one_shot:
-        registry = CollectorRegistry()
-        store = Store(cfg, registry)
-        run_once(cfg, store)
-        sys.stdout.write(generate_latest(registry).decode("utf-8"))
-        sys.stdout.flush()
+        # Matching allocates millions of short-lived tuples and no reference cycles: the
+        # cyclic GC would only rescan them (~8 % of the CPU time of a large run).
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            store = Store(cfg)  # no prometheus_client: it writes the exposition itself
+            run_once(cfg, store)
+            sys.stdout.write(store.exposition())
+            sys.stdout.flush()
+        finally:
+            if was_enabled:
+                gc.enable()
         return 0
+    gc.enable()  # python -m exporters starts without it (see __main__)
     from aiohttp import web  # not needed (nor imported) for one-shot runs
 
     from exporters.server import create_app

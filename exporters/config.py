@@ -82,6 +82,9 @@ class ExporterConfig(_Model):
     poll_interval: float = 0.5
     positions_interval: float = 5.0
     max_line_bytes: int = 64 * 1024
+    # one-shot: forked processes scanning a large regex file in parallel (0: one per core).
+    # 1 (no worker) costs the least CPU in total; more only shortens the wall-clock time.
+    one_shot_workers: int = Field(default=1, ge=0)
     sources: list[SourceConfig]
     metrics: list[MetricConfig]
 

@@ -69,6 +69,21 @@ def _single(state: Any, item: tuple[Any, Any], flags: int) -> tuple[Any, Any]:
     op, av = item
     if op is C.LITERAL and av != NL:
         return item
+    if op is C.ANY and not flags & re.DOTALL:
+        return item  # without (?s) sre's `.` already stops at \n, in its fastest loop
+    if flags & re.LOCALE:  # case folding decided at match time: only add the \n exclusion
+        return _single_locale(state, item, flags)
+    accepted = _accepted(state, item, flags)
+    accepted.discard(NL)
+    if not accepted:  # matches nothing inside a line
+        return (C.IN, [(C.NEGATE, None), (C.RANGE, (0, 255))])
+    # explicit ranges: sre compiles a set of more than two runs (e.g. [^"\n]) to a bitmap,
+    # one test per byte instead of one per listed item
+    return (C.IN, _ranges(accepted))
+
+
+def _single_locale(state: Any, item: tuple[Any, Any], flags: int) -> tuple[Any, Any]:
+    op, av = item
     if op is C.NOT_LITERAL:
         if av == NL:
             return (C.IN, list(_NOT_NL))
@@ -81,7 +96,7 @@ def _single(state: Any, item: tuple[Any, Any], flags: int) -> tuple[Any, Any]:
     if NL not in accepted:
         return item
     accepted.discard(NL)
-    if not accepted:  # matches nothing inside a line
+    if not accepted:
         return (C.IN, [(C.NEGATE, None), (C.RANGE, (0, 255))])
     return (C.IN, _ranges(accepted))
 
@@ -117,13 +132,22 @@ def _rewrite(state: Any, sub: Any, flags: int) -> Any:
     return out
 
 
-def batch_pattern(regex: str) -> re.Pattern[bytes]:
-    """Compile ``regex`` for ``findall`` over newline-terminated lines (see module doc)."""
+def batch_pattern(regex: str, empty_group: bool = False) -> re.Pattern[bytes]:
+    """Compile ``regex`` for ``findall`` over newline-terminated lines (see module doc).
+
+    ``empty_group`` appends an empty capture group (numbered last), so that a pattern
+    without groups has ``findall`` return ``b""`` per line rather than the matched text.
+    """
     source = regex.encode("utf-8")
     parsed = sre_parse.parse(source, 0)
     state = parsed.state
     flags = int(state.flags)
     body = _rewrite(state, parsed, flags)
+    if empty_group:
+        empty = sre_parse.SubPattern(state, [])
+        gid = state.opengroup()
+        state.closegroup(gid, empty)
+        body.data.append((C.SUBPATTERN, (gid, 0, 0, empty)))
     # `.` (sre's fast ANY loop) unless (?s) is global, where it would also match \n
     dot = (C.IN, list(_NOT_NL)) if flags & re.DOTALL else (C.ANY, None)
     tail = sre_parse.SubPattern(state, [dot])
@@ -131,3 +155,35 @@ def batch_pattern(regex: str) -> re.Pattern[bytes]:
     body.data.append((C.LITERAL, NL))
     pattern: re.Pattern[bytes] = sre_compile.compile(body, 0)
     return pattern
+
+
+def required_literal(regex: str) -> bytes | None:
+    """The longest run of literal bytes that every match of ``regex`` contains, if any.
+
+    Only literals that the match cannot avoid are considered: those at the top level of
+    the pattern and inside plain or atomic groups there (not in alternatives, repeats or
+    lookarounds), outside case-insensitive parts. A line without this substring cannot
+    match, so the matcher may skip it (see :class:`exporters.match.RegexMetric`).
+    """
+    parsed = sre_parse.parse(regex.encode("utf-8"), 0)
+    runs: list[bytearray] = [bytearray()]
+
+    def walk(sub: Any, flags: int) -> None:
+        for op, av in sub.data:
+            if op is C.LITERAL and av != NL and not flags & re.IGNORECASE:
+                runs[-1].append(av)
+                continue
+            if op is C.SUBPATTERN:
+                _group, add, rem, body = av
+                walk(body, (flags | add) & ~rem)
+                continue
+            if op is C.ATOMIC_GROUP:
+                walk(av, flags)
+                continue
+            if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
+                continue  # zero-width: the text around it is contiguous in the match
+            runs.append(bytearray())
+
+    walk(parsed, int(parsed.state.flags))
+    best = max(runs, key=len)
+    return bytes(best) if best else None

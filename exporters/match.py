@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.config import MetricConfig
-from exporters.linere import batch_pattern
+from exporters.linere import batch_pattern, required_literal
 
 Key = tuple[str, ...]
+# A metric with a required literal searches only the lines holding it while that costs less
+# than one findall over everything: below one hit per this many bytes (after a few hits).
+SPARSE_BYTES_PER_HIT = 2048
+SPARSE_MIN_HITS = 8
 
 
 @dataclass
@@ -48,34 +52,57 @@ class ChunkResult:
 
 @dataclass
 class Cleaned:
-    data: bytes
+    data: bytes  # the kept lines are data[start:end]
     too_long: int = 0
     invalid_utf8: int = 0
+    start: int = 0
+    end: int = -1
+
+    def __post_init__(self) -> None:
+        if self.end < 0:
+            self.end = len(self.data)
+
+    @property
+    def lines(self) -> bytes:
+        """The kept lines as one buffer (a copy only when they are a part of ``data``)."""
+        if self.start == 0 and self.end == len(self.data):
+            return self.data
+        return self.data[self.start : self.end]
 
 
-def clean(buf: bytes, limit: int) -> Cleaned:
+def clean(buf: bytes, limit: int, begin: int = 0, stop: int | None = None) -> Cleaned:
     """Drop lines longer than ``limit`` bytes or not valid UTF-8 from whole-line ``buf``.
 
-    Cheap when there is nothing to drop: one ``find`` per ``limit/2`` bytes proves that no
-    line is longer than ``limit``, and ``isascii``/``decode`` run in C.
+    Only ``buf[begin:stop]`` (whole lines) is looked at; when nothing is dropped the result
+    is that range of ``buf`` itself, not a copy. Cheap when there is nothing to drop: one
+    ``find`` per ``limit/2`` bytes proves that no line is longer than ``limit``, and
+    ``isascii``/``decode`` run in C.
     """
+    n = len(buf) if stop is None else stop
+    if (begin or n != len(buf)) and not buf.isascii():
+        buf, begin, n = buf[begin:n], 0, n - begin  # the UTF-8 check below needs a copy
     half = max(limit // 2, 1)
     bad: list[tuple[int, int]] = []  # (start, end incl. newline)
     too_long = 0
-    pos = 0
-    n = len(buf)
+    pos = begin
     while pos < n:
         if buf.find(b"\n", pos, pos + half) >= 0 or pos + half >= n:
             pos += half
             continue
-        start = buf.rfind(b"\n", 0, pos) + 1  # a window without newline: measure its line
-        end = buf.find(b"\n", pos)
+        start = buf.rfind(b"\n", begin, pos) + 1  # a window without newline: measure its line
+        start = max(start, begin)
+        end = buf.find(b"\n", pos, n)
         end = n - 1 if end < 0 else end
         if end - start > limit:
             bad.append((start, end + 1))
             too_long += 1
         pos = end + 1
-    data = _cut(buf, bad) if bad else buf
+    if bad:
+        buf, begin, n = _cut(buf, bad, begin, n), 0, 0
+        n = len(buf)
+    if begin or n != len(buf):  # only a range of an all-ASCII buffer: nothing to decode
+        return Cleaned(buf, too_long, 0, begin, n)
+    data = buf
     invalid = 0
     if not data.isascii():
         bad = []
@@ -97,13 +124,15 @@ def clean(buf: bytes, limit: int) -> Cleaned:
     return Cleaned(data, too_long, invalid)
 
 
-def _cut(buf: bytes, spans: list[tuple[int, int]]) -> bytes:
+def _cut(
+    buf: bytes, spans: list[tuple[int, int]], begin: int = 0, stop: int | None = None
+) -> bytes:
     parts: list[bytes] = []
-    pos = 0
+    pos = begin
     for start, end in spans:
         parts.append(buf[pos:start])
         pos = end
-    parts.append(buf[pos:])
+    parts.append(buf[pos:stop])
     return b"".join(parts)
 
 
@@ -114,33 +143,63 @@ class RegexMetric:
         assert m.match is not None
         self.name = m.name
         self.gauge = m.type == "gauge"
-        self.pattern = batch_pattern(m.match)
+        wanted_names = [*m.label_sources.values(), *([m.value] if m.value is not None else [])]
+        # a label-less counter only needs the number of matches: an empty capture group
+        # makes findall return b"" per line instead of a copy of the rest of the line
+        self.count_only = not self.gauge and not wanted_names
+        self.pattern = batch_pattern(m.match, empty_group=self.count_only)
+        self.literal = required_literal(m.match)
         index = self.pattern.groupindex
-        wanted = [index[g] for g in m.label_sources.values()]
-        if m.value is not None:
-            wanted.append(index[m.value])
         self.ngroups = self.pattern.groups
-        self.project = [w - 1 for w in wanted]
+        self.project = [index[g] - 1 for g in wanted_names]
 
     def _key(self, raw: Any) -> Key:
-        if self.ngroups == 0:
-            return ()
         if self.ngroups == 1:
             raw = (raw,)
         return tuple(raw[i].decode("utf-8", "replace") for i in self.project)
 
-    def run(self, buf: bytes, out: ChunkResult) -> None:
-        found = self.pattern.findall(buf)
+    def findall(self, buf: bytes, start: int, end: int) -> list[Any]:
+        """``findall`` over the whole lines ``buf[start:end]``, skipping lines that cannot match.
+
+        With a required literal (see :func:`exporters.linere.required_literal`), a range
+        without it has no match; where it is rare, only the lines holding it are searched
+        (one ``findall`` per such line: exact, since each line is matched on its own). Once
+        hits turn out to be frequent, the rest of the range is searched in one call.
+        """
+        lit = self.literal
+        if lit is None:
+            return self.pattern.findall(buf, start, end)
+        i = buf.find(lit, start, end)
+        if i < 0:
+            return []
+        findall = self.pattern.findall
+        line = first = max(buf.rfind(b"\n", start, i) + 1, start)
+        found: list[Any] = []
+        hits = 0
+        while True:
+            if hits >= SPARSE_MIN_HITS and hits * SPARSE_BYTES_PER_HIT > line - first:
+                found += findall(buf, line, end)  # dense: one call for the rest
+                return found
+            line = max(buf.rfind(b"\n", line, i) + 1, line)
+            after = buf.find(b"\n", i, end) + 1
+            found += findall(buf, line, after)
+            hits += 1
+            line = after
+            i = buf.find(lit, line, end)
+            if i < 0:
+                return found
+
+    def run(self, buf: bytes, out: ChunkResult, start: int = 0, end: int | None = None) -> None:
+        found = self.findall(buf, start, len(buf) if end is None else end)
         if not found:
             return
         if self.gauge:
-            last: dict[Key, str] = {}
+            last = out.last.setdefault(self.name, {})
             for r in found:
                 k = self._key(r)
                 last[k[:-1]] = k[-1]
-            out.last[self.name] = last
             return
-        if self.ngroups == 0 or not self.project:
+        if not self.project:
             out.counts.setdefault(self.name, Counter())[()] += len(found)
             return
         # counted in C into one Counter per batch: Python only sees distinct tuples, once
@@ -204,19 +263,30 @@ class Matcher:
         self.regex = [RegexMetric(m) for m in metrics] if not self.json else []
         self.jsons = [JsonMetric(m) for m in metrics] if self.json else []
 
-    def run(self, buf: bytes, limit: int, into: ChunkResult | None = None) -> ChunkResult:
-        """Match ``buf``; with ``into``, accumulate there and leave ``finish`` to the caller."""
+    def run(
+        self,
+        buf: bytes,
+        limit: int,
+        into: ChunkResult | None = None,
+        start: int = 0,
+        end: int | None = None,
+    ) -> ChunkResult:
+        """Match the whole lines ``buf[start:end]`` (no copy is made of them).
+
+        With ``into``, accumulate there and leave ``finish`` to the caller.
+        """
         out = into if into is not None else ChunkResult()
-        out.bytes += len(buf)
-        out.lines += buf.count(b"\n")
-        cleaned = clean(buf, limit)
+        end = len(buf) if end is None else end
+        out.bytes += end - start
+        out.lines += buf.count(b"\n", start, end)
+        cleaned = clean(buf, limit, start, end)
         out.too_long += cleaned.too_long
         out.invalid_utf8 += cleaned.invalid_utf8
         if self.json:
-            self._run_json(cleaned.data, out)
+            self._run_json(cleaned.lines, out)
         else:
             for metric in self.regex:
-                metric.run(cleaned.data, out)
+                metric.run(cleaned.data, out, cleaned.start, cleaned.end)
         return self.finish(out) if into is None else out
 
     def finish(self, out: ChunkResult) -> ChunkResult:

@@ -1,25 +1,27 @@
-"""Metric state, the cardinality guard, self metrics and the Prometheus collector."""
+"""Metric state, the cardinality guard, self metrics and the Prometheus collector.
+
+The store does not need ``prometheus_client`` (whose import is a good part of a one-shot
+run's start-up time): it keeps its own values and writes the text exposition format
+itself (:meth:`Store.exposition`). Given a registry, it registers a collector that turns
+the same families into ``prometheus_client`` metrics for the HTTP server.
+"""
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator
-from importlib import metadata
-
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from exporters.config import ExporterConfig, MetricConfig
 from exporters.match import ChunkResult, Key
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 OVERFLOW = "__overflow__"
 DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
@@ -35,10 +37,63 @@ class Hist:
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("alertmail")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+@dataclass
+class Family:
+    """One metric family as exposed: ``samples`` are (sample name, labels, value)."""
+
+    name: str  # counters without the _total suffix, as in prometheus_client
+    help: str
+    type: str  # counter | gauge | histogram
+    samples: list[tuple[str, list[tuple[str, str]], float]] = field(default_factory=list)
+
+
+class SelfMetric:
+    """A self metric by label values: the part of prometheus_client's API used here."""
+
+    def __init__(self, name: str, help_: str, kind: str, labelnames: list[str]) -> None:
+        self.name, self.help, self.kind, self.labelnames = name, help_, kind, labelnames
+        self.values: dict[tuple[str, ...], float] = {}
+        self.lock = threading.Lock()
+
+    def labels(self, *values: str) -> _Child:
+        key = tuple(values)
+        with self.lock:
+            self.values.setdefault(key, 0.0)
+        return _Child(self, key)
+
+    def family(self) -> Family:
+        with self.lock:
+            items = list(self.values.items())
+        suffix = "_total" if self.kind == "counter" else ""
+        fam = Family(self.name, self.help, self.kind)
+        for key, v in items:
+            fam.samples.append(
+                (self.name + suffix, list(zip(self.labelnames, key, strict=True)), v)
+            )
+        return fam
+
+
+class _Child:
+    __slots__ = ("key", "metric")
+
+    def __init__(self, metric: SelfMetric, key: tuple[str, ...]) -> None:
+        self.metric, self.key = metric, key
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self.metric.lock:
+            self.metric.values[self.key] += amount
+
+    def set(self, value: float) -> None:
+        with self.metric.lock:
+            self.metric.values[self.key] = float(value)
 
 
 class MetricState:
@@ -90,28 +145,34 @@ class MetricState:
 class Store:
     """All metric values; ``apply`` and ``collect`` may run on different threads."""
 
-    def __init__(self, cfg: ExporterConfig, registry: CollectorRegistry) -> None:
+    def __init__(self, cfg: ExporterConfig, registry: CollectorRegistry | None = None) -> None:
         self.lock = threading.Lock()
         self.metrics = {m.name: MetricState(m) for m in cfg.metrics}
         p = "alertmail_exporter_"
-        r = registry
-        self.lines_read = Counter(p + "lines_read", "Lines read", ["file"], registry=r)
-        self.bytes_read = Counter(p + "bytes_read", "Bytes read", ["file"], registry=r)
-        self.matched = Counter(p + "lines_matched", "Lines matched", ["metric"], registry=r)
-        self.parse_errors = Counter(p + "parse_errors", "Unparsable lines", ["file"], registry=r)
-        self.skipped = Counter(p + "lines_skipped", "Lines skipped", ["file", "reason"], registry=r)
-        self.lag = Gauge(p + "file_lag_bytes", "Bytes behind the end", ["file"], registry=r)
-        self.rotations = Counter(p + "rotations", "Rotations seen", ["file"], registry=r)
-        self.truncations = Counter(p + "truncations", "Truncations seen", ["file"], registry=r)
-        self.folded = Counter(
-            p + "series_folded", "Values folded into __overflow__", ["metric"], registry=r
-        )
-        build = Gauge(p + "build_info", "Exporter build", ["version"], registry=r)
+
+        def counter(name: str, help_: str, labels: list[str]) -> SelfMetric:
+            return SelfMetric(p + name, help_, "counter", labels)
+
+        self.lines_read = counter("lines_read", "Lines read", ["file"])
+        self.bytes_read = counter("bytes_read", "Bytes read", ["file"])
+        self.matched = counter("lines_matched", "Lines matched", ["metric"])
+        self.parse_errors = counter("parse_errors", "Unparsable lines", ["file"])
+        self.skipped = counter("lines_skipped", "Lines skipped", ["file", "reason"])
+        self.lag = SelfMetric(p + "file_lag_bytes", "Bytes behind the end", "gauge", ["file"])
+        self.rotations = counter("rotations", "Rotations seen", ["file"])
+        self.truncations = counter("truncations", "Truncations seen", ["file"])
+        self.folded = counter("series_folded", "Values folded into __overflow__", ["metric"])
+        build = SelfMetric(p + "build_info", "Exporter build", "gauge", ["version"])
         build.labels(_version()).set(1)
+        self.self_metrics = [
+            self.lines_read, self.bytes_read, self.matched, self.parse_errors, self.skipped,
+            self.lag, self.rotations, self.truncations, self.folded, build,
+        ]  # fmt: skip
         for name in self.metrics:
             self.matched.labels(name)
             self.folded.labels(name)
-        registry.register(_Collector(self))
+        if registry is not None:
+            registry.register(_collector(self))
 
     def add_file(self, file: str) -> None:
         """Export a file's self metrics at 0 from the moment it is followed."""
@@ -187,7 +248,10 @@ class Store:
         if folded:
             self.folded.labels(st.cfg.name).inc(folded)
 
-    def families(self) -> Iterator[Metric]:
+    def families(self) -> Iterator[Family]:
+        """Self metrics, then the configured metrics (a consistent snapshot of each)."""
+        for sm in self.self_metrics:
+            yield sm.family()
         with self.lock:
             snapshot = [
                 (st, [(k, _copy(v)) for k, v in st.series.items()]) for st in self.metrics.values()
@@ -197,23 +261,41 @@ class Store:
             names = st.labels + list(m.static_labels)
             help_ = m.help or m.name
             if m.type == "histogram":
-                hist = HistogramMetricFamily(m.name, help_, labels=names)
+                fam = Family(m.name, help_, "histogram")
                 les = [_le(b) for b in st.bounds] + ["+Inf"]
                 for labels, v in series:
                     assert isinstance(v, tuple)
-                    cum = list(itertools.accumulate(v[0]))
-                    hist.add_metric([*labels, *st.static], list(zip(les, cum, strict=True)), v[1])
-                yield hist
+                    pairs = list(zip(names, [*labels, *st.static], strict=True))
+                    for le, n in zip(les, itertools.accumulate(v[0]), strict=True):
+                        fam.samples.append((m.name + "_bucket", [*pairs, ("le", le)], float(n)))
+                    fam.samples.append((m.name + "_count", pairs, float(sum(v[0]))))
+                    fam.samples.append((m.name + "_sum", pairs, v[1]))
+                yield fam
                 continue
-            fam: CounterMetricFamily | GaugeMetricFamily
-            if m.type == "counter":
-                fam = CounterMetricFamily(m.name.removesuffix("_total"), help_, labels=names)
-            else:
-                fam = GaugeMetricFamily(m.name, help_, labels=names)
+            name = m.name.removesuffix("_total") if m.type == "counter" else m.name
+            fam = Family(name, help_, m.type)
+            sample = m.name if m.type == "gauge" else name + "_total"
             for labels, v in series:
                 assert isinstance(v, float)
-                fam.add_metric([*labels, *st.static], v)
+                fam.samples.append(
+                    (sample, list(zip(names, [*labels, *st.static], strict=True)), v)
+                )
             yield fam
+
+    def exposition(self) -> str:
+        """All families in the Prometheus text format 0.0.4 (as ``generate_latest`` writes it)."""
+        out: list[str] = []
+        for fam in self.families():
+            name = fam.name + "_total" if fam.type == "counter" else fam.name
+            out.append(f"# HELP {name} {_escape_help(fam.help)}\n# TYPE {name} {fam.type}\n")
+            for sample, labels, v in fam.samples:
+                if labels:
+                    pairs = sorted(labels)
+                    inner = ",".join(f'{k}="{_escape_label(val)}"' for k, val in pairs)
+                    out.append(f"{sample}{{{inner}}} {_go_float(v)}\n")
+                else:
+                    out.append(f"{sample} {_go_float(v)}\n")
+        return "".join(out)
 
 
 def _copy(v: float | Hist) -> float | tuple[list[int], float]:
@@ -224,9 +306,40 @@ def _le(b: float) -> str:
     return repr(float(b))
 
 
-class _Collector(Collector):
-    def __init__(self, store: Store) -> None:
-        self.store = store
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
 
-    def collect(self) -> Iterator[Metric]:
-        return self.store.families()
+
+def _escape_label(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _go_float(d: float) -> str:
+    """A float as prometheus_client (and Go) write it: +Inf, NaN, 1e+06."""
+    if d == math.inf:
+        return "+Inf"
+    if d == -math.inf:
+        return "-Inf"
+    if d != d:
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+0{dot - 1}"
+    return s
+
+
+def _collector(store: Store) -> Any:
+    """A collector for a prometheus_client registry (imported only when one is used)."""
+    from prometheus_client.core import Metric
+
+    class _Collector:
+        def collect(self) -> Iterator[Metric]:
+            for fam in store.families():
+                metric = Metric(fam.name, fam.help, fam.type)
+                for sample, labels, v in fam.samples:
+                    metric.add_sample(sample, dict(labels), v)
+                yield metric
+
+    return _Collector()

@@ -64,6 +64,36 @@ class Splitter:
             self.carry = rest
         return (buf[: j + 1] if j >= 0 else b""), dropped
 
+    def take(self, data: bytes) -> tuple[bytes, int, int, int]:
+        """Like :meth:`feed` without copying ``data``: ``(head, start, end, dropped)``.
+
+        The whole lines available now are ``head + data[start:end]``: ``head`` is the carried
+        partial line completed by the first line of ``data`` (``b""`` without a carry).
+        """
+        start = 0
+        if self.discarding:
+            i = data.find(b"\n")
+            if i < 0:
+                return b"", 0, 0, 0
+            start = i + 1
+            self.discarding = False
+        j = data.rfind(b"\n", start)
+        head = b""
+        if j < 0:
+            rest = self.carry + data[start:]
+            end = start
+        else:
+            if self.carry:
+                i = data.find(b"\n", start)
+                head, start = self.carry + data[start : i + 1], i + 1
+            end = j + 1
+            rest = data[end:]
+        if len(rest) > self.limit:
+            self.carry, self.discarding = b"", True
+            return head, start, end, 1
+        self.carry = rest
+        return head, start, end, 0
+
     def flush(self) -> bytes:
         """At the end of a one-shot read: the unterminated last line, terminated."""
         out = self.carry + b"\n" if self.carry else b""
@@ -108,11 +138,13 @@ def read_fd(f: Followed, store: Store, budget: int | None = None) -> int:
             break
         f.offset += len(data)
         total += len(data)
-        whole, dropped = f.splitter.feed(data)
+        head, start, end, dropped = f.splitter.take(data)
         acc.lines += dropped
         acc.too_long += dropped
-        if whole:
-            f.matcher.run(whole, f.splitter.limit, acc)
+        if head:
+            f.matcher.run(head, f.splitter.limit, acc)
+        if end > start:
+            f.matcher.run(data, f.splitter.limit, acc, start, end)
     if total:
         f.matcher.finish(acc)
         acc.bytes = total

@@ -53,7 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready = can accept and store a webhook. Never depends on SMTP or Slack."""
     store = request.app[STORE]
     try:
-        await asyncio.wait_for(store.run(store.store.ping), timeout=5.0)
+        await asyncio.wait_for(store.run_urgent(store.store.ping), timeout=5.0)
     except (StoreError, TimeoutError) as exc:
         return web.Response(status=503, text=f"store not writable: {exc}\n")
     return web.Response(text="ready\n")

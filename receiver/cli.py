@@ -73,6 +73,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     te.add_argument("--to", required=True, metavar="ADDR")
 
+    dm = sub.add_parser(
+        "demo", help="the whole stack on this machine with demo traffic (docs/demo.md)"
+    )
+    dm.add_argument(
+        "--port-base",
+        type=int,
+        metavar="N",
+        help="ports N..N+4 instead of 9090, 9093, 9095, 9146, 2525",
+    )
+    dm.add_argument(
+        "--data-dir", default=".demo", metavar="DIR", help="configs, data, process logs"
+    )
+    dm.add_argument("--mail-dir", default="demo-mail", metavar="DIR", help="emails as .eml files")
+    dm.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop by itself (default: Ctrl-C)"
+    )
+    dm.add_argument("--log-format", choices=("text", "json"), default="text")
+    dm.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
     ro = sub.add_parser("routes", parents=[common], help="which routes a label set reaches")
     ro_sub = ro.add_subparsers(dest="routes_command", metavar="ACTION", required=True)
     rtest = ro_sub.add_parser("test", parents=[common], help="like `amtool config routes test`")
@@ -101,6 +120,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from exporters.cli import run as run_exporter
 
         return run_exporter(args.config, one_shot=args.one_shot)
+    if cmd == "demo":
+        from receiver.demo import run_demo
+
+        return run_demo(args)
     config = load_config(args.config)
     if cmd == "check":
         return _check(config, args.config)

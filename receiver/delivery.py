@@ -130,11 +130,13 @@ class OutboxWorker:
     # -- recording ------------------------------------------------------------------------
     async def _record(
         self, outbox_id: int, state: str, attempts: list[AttemptRecord], **fields: Any
-    ) -> None:
-        """Write an outcome, riding out a busy database: losing it would resend the message."""
+    ) -> str | None:
+        """Write an outcome, riding out a busy database: losing it would resend the message.
+
+        Returns the state stored, or None when it could not be stored."""
         for wait in (0.1, 0.5, 1.0, 2.0, 5.0, 10.0):
             try:
-                await self.store.run(
+                return await self.store.run(
                     self.store.store.finish_attempt,
                     outbox_id,
                     self.clock(),
@@ -142,7 +144,6 @@ class OutboxWorker:
                     attempts,
                     **fields,
                 )
-                return
             except StoreError as exc:
                 log.warning(
                     "recording message %d as %s failed (%s); retrying", outbox_id, state, exc
@@ -151,6 +152,7 @@ class OutboxWorker:
         log.error(
             "message %d stays 'sending' until restart: its outcome could not be stored", outbox_id
         )
+        return None
 
     async def _dead(
         self, row: OutboxRow, error: str, attempts: list[AttemptRecord], **fields: Any
@@ -182,6 +184,14 @@ class OutboxWorker:
                 row, f"gave up after {policy.give_up_after:.0f}s; last error: {error}", attempts
             )
             return
+        stored = await self._record(
+            row.id, "retrying", attempts, error=error, next_attempt_at=now + delay
+        )
+        if stored == "superseded":
+            # A newer state of its thread was queued while this one was being sent.
+            log.info("%s message %d failed and is superseded: %s", self.channel, row.id, error)
+            self.metrics.deliveries.labels(self.channel, "superseded").inc()
+            return
         log.warning(
             "%s message %d not delivered (%s); retrying in %.1fs",
             self.channel,
@@ -189,7 +199,6 @@ class OutboxWorker:
             error,
             delay,
         )
-        await self._record(row.id, "retrying", attempts, error=error, next_attempt_at=now + delay)
         self.metrics.deliveries.labels(self.channel, "retry").inc()
 
     async def stop(self, timeout: float) -> None:

@@ -1,8 +1,10 @@
 """Stored notifications -> routed, rendered messages in the outbox.
 
-Runs beside the webhook handler so ingest stays "parse, store, answer". A notification
-is marked processed in the same transaction that queues its messages, so a crash at any
-point either redoes the whole step or finds it done.
+Runs beside the webhook handler so ingest stays "parse, store, answer". Pending
+notifications are taken in batches: their threads are opened in one transaction, their
+emails rendered concurrently off the event loop, and the whole batch committed in one
+transaction that also marks them processed, so a crash at any point either redoes a
+batch or finds it done.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 THREAD_MAX_AGE = 24 * 3600.0
 DEADMAN_SEEN_KEY = "deadman_last_seen"
+BATCH = 100
 
 
 def is_heartbeat(n: Notification, alertname: str) -> bool:
@@ -56,6 +60,42 @@ def alert_records(n: Notification) -> list[AlertRecord]:
     ]
 
 
+@dataclass
+class _Item:
+    """One pending notification on its way through a batch."""
+
+    nid: int
+    received_at: float
+    n: Notification | None
+    plan: DispatchPlan
+    matches: list[RouteMatch] = field(default_factory=list)
+
+
+@dataclass
+class _EmailJob:
+    plan: DispatchPlan
+    n: Notification
+    thread: Thread
+    recipients: list[str]
+    received_at: float
+    hold: float | None
+
+
+def _chunks(items: list[_Item]) -> list[list[_Item]]:
+    """Split where a group repeats: a thread opened (or closed) by one notification must be
+    seen by the next one of its group, so those go in a later transaction."""
+    chunks: list[list[_Item]] = [[]]
+    seen: set[tuple[str, str]] = set()
+    for it in items:
+        key = (it.n.receiver, it.n.group_key) if it.n is not None else ("", str(it.nid))
+        if key in seen:
+            chunks.append([])
+            seen.clear()
+        seen.add(key)
+        chunks[-1].append(it)
+    return [c for c in chunks if c]
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -67,11 +107,11 @@ class Dispatcher:
         metrics: ReceiverMetrics | None = None,
         grapher: AlertGrapher | None = None,
     ) -> None:
-        self.metrics = metrics
-        self.grapher = grapher
         self.store = store
         self.runtime = runtime
         self.clock = clock
+        self.metrics = metrics
+        self.grapher = grapher
         self._on_queued = on_queued
         self._wake = asyncio.Event()
 
@@ -82,13 +122,10 @@ class Dispatcher:
         while True:
             self._wake.clear()
             try:
-                done = await self.drain()
+                await self.drain()
             except AlertmailError as exc:
                 log.error("dispatching notifications failed, will retry: %s", exc)
-                done = 0
                 await asyncio.sleep(1.0)
-            if done:
-                self._on_queued()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
 
@@ -96,88 +133,117 @@ class Dispatcher:
         """Process every pending notification; returns how many."""
         total = 0
         while True:
-            batch = await self.store.run(self.store.store.pending_notifications, 100)
-            if not batch:
+            rows = await self.store.run(self.store.store.pending_notifications, BATCH)
+            if not rows:
                 return total
-            for nid, received_at, receiver, payload in batch:
-                await self.process(nid, received_at, receiver, payload)
-                total += 1
+            items = [self._parse(*row) for row in rows]
+            for chunk in _chunks(items):
+                await self._process(chunk)
+            total += len(rows)
 
-    async def process(self, nid: int, received_at: float, receiver: str, payload: str) -> None:
-        store = self.store.store
-        now = self.clock()
+    def _parse(self, nid: int, received_at: float, receiver: str, payload: str) -> _Item:
         try:
             n = parse_notification(json.loads(payload), receiver_override=receiver or None)
         except (ValueError, PayloadError) as exc:
             # Accepted bodies always parse; this only guards a damaged row.
-            plan = DispatchPlan(nid, reason=f"unreadable: {exc}")
-            await self.store.run(store.commit_dispatch, plan, now)
-            return
-        plan = DispatchPlan(nid, alerts=alert_records(n))
-        config = self.runtime.config
-        if config.deadman is not None and is_heartbeat(n, config.deadman.alertname):
-            # The Watchdog proves the pipeline works; it is not news for anybody's inbox.
-            await self.store.run(store.kv_set, DEADMAN_SEEN_KEY, repr(received_at))
-            if self.metrics is not None:
-                self.metrics.deadman_seen.set(received_at)
-            plan.reason = "dead man's switch heartbeat"
-            await self.store.run(store.commit_dispatch, plan, now)
-            return
-        matches = routes_for(config.routes, n)
-        if not matches:
-            plan.reason = "no route matched"
-        for match in matches:
-            await self._plan_route(plan, n, match, received_at, now)
-        queued = await self.store.run(store.commit_dispatch, plan, now)
-        if queued.superseded and self.metrics is not None:
-            self.metrics.deliveries.labels("email", "superseded").inc(queued.superseded)
-        if plan.folds and self.metrics is not None:
-            self.metrics.deliveries.labels("email", "folded").inc(len(plan.folds))
+            return _Item(nid, received_at, None, DispatchPlan(nid, reason=f"unreadable: {exc}"))
+        return _Item(nid, received_at, n, DispatchPlan(nid, alerts=alert_records(n)))
 
-    async def _plan_route(
+    async def _process(self, items: list[_Item]) -> None:
+        store = self.store.store
+        now = self.clock()
+        config = self.runtime.config
+        thread_keys: set[tuple[str, str]] = set()
+        recipients: set[str] = set()
+        for it in items:
+            if it.n is None:
+                continue
+            if config.deadman is not None and is_heartbeat(it.n, config.deadman.alertname):
+                # The Watchdog proves the pipeline works; it is not news for anybody's inbox.
+                it.plan.kv.append((DEADMAN_SEEN_KEY, repr(it.received_at)))
+                it.plan.reason = "dead man's switch heartbeat"
+                if self.metrics is not None:
+                    self.metrics.deadman_seen.set(it.received_at)
+                continue
+            it.matches = routes_for(config.routes, it.n)
+            if not it.matches:
+                it.plan.reason = "no route matched"
+            for m in it.matches:
+                if m.route.mode == "immediate" and (m.route.email or m.route.slack):
+                    thread_keys.add((m.key, it.n.group_key))
+                    recipients.update(m.route.email)
+        threads: dict[tuple[str, str], Thread] = {}
+        if thread_keys:
+            threads = await self.store.run(
+                store.open_threads, sorted(thread_keys), now, THREAD_MAX_AGE
+            )
+        used: dict[str, int] = {}
+        if config.flood is not None and recipients:
+            used = await self.store.run(
+                store.flood_counts, sorted(recipients), now - config.flood.window
+            )
+        jobs: list[_EmailJob] = []
+        for it in items:
+            for m in it.matches:
+                assert it.n is not None
+                jobs.extend(self._plan_route(it, m, threads, used, now))
+        await self._render_all(jobs, now)
+        plans = [it.plan for it in items]
+        queued = await self.store.run(store.commit_dispatch_many, plans, now)
+        if self.metrics is not None:
+            if queued.superseded:
+                self.metrics.deliveries.labels("email", "superseded").inc(queued.superseded)
+            folds = sum(len(p.folds) for p in plans)
+            if folds:
+                self.metrics.deliveries.labels("email", "folded").inc(folds)
+        if queued.ids:
+            self._on_queued()
+
+    def _plan_route(
         self,
-        plan: DispatchPlan,
-        n: Notification,
+        it: _Item,
         match: RouteMatch,
-        received_at: float,
+        threads: dict[tuple[str, str], Thread],
+        used: dict[str, int],
         now: float,
-    ) -> None:
+    ) -> list[_EmailJob]:
+        n = it.n
+        assert n is not None
         config = self.runtime.config
         route = match.route
-        store = self.store.store
+        plan = it.plan
         if route.mode == "digest":
             plan.digest_entries.append((match.key, bucket_start(now, route.every, config.tz)))
-            return
-        if not route.email and not route.slack:
-            return
-        hold = None if is_urgent(n) else quiet_until(now, route.quiet_hours, config.tz)
-        thread = await self.store.run(
-            store.open_thread, match.key, n.group_key, now, THREAD_MAX_AGE
-        )
+            return []
+        thread = threads.get((match.key, n.group_key))
+        if thread is None:
+            return []
         if not n.firing:
             plan.close_threads.append(thread.id)
+        hold = None if is_urgent(n) else quiet_until(now, route.quiet_hours, config.tz)
+        jobs = []
         if route.email and config.smtp is not None:
             send_to = list(route.email)
             if config.flood is not None:
-                used = await self.store.run(store.flood_counts, send_to, now - config.flood.window)
                 send_to, fold = split_by_budget(
                     send_to, used, config.flood.max_emails, resolved_only=not n.firing
                 )
                 plan.folds.extend((r, match.key, n.priority) for r in fold)
                 if n.firing:
                     plan.budget.extend(send_to)
+                    for r in send_to:
+                        used[r] = used.get(r, 0) + 1
             if send_to:
-                await self._plan_email(plan, n, thread, send_to, received_at, now, hold)
+                jobs.append(_EmailJob(plan, n, thread, send_to, it.received_at, hold))
         for target in route.slack:
-            payload = self.slack_payload(n, target, now)
             plan.messages.append(
                 NewMessage(
                     channel="slack",
                     target=target,
                     kind="alert",
                     priority=n.priority,
-                    payload=payload,
-                    received_at=received_at,
+                    payload=self.slack_payload(n, target, now),
+                    received_at=it.received_at,
                     supersede_key=f"{thread.id}:slack:{target}",
                     thread_id=thread.id,
                     notification_id=plan.notification_id,
@@ -185,41 +251,37 @@ class Dispatcher:
                     not_before=hold,
                 )
             )
+        return jobs
 
-    async def _plan_email(
-        self,
-        plan: DispatchPlan,
-        n: Notification,
-        thread: Thread,
-        send_to: list[str],
-        received_at: float,
-        now: float,
-        hold: float | None,
-    ) -> None:
-        images = await self._graphs(n, now)
-        # Rendering (Jinja + CSS inlining) is CPU work: off the loop that answers webhooks.
-        msg = await asyncio.to_thread(
-            self._render, n, send_to, thread.subject, thread.root_message_id, now, images
-        )
-        target = json.dumps(send_to)
-        plan.messages.append(
-            NewMessage(
-                channel="email",
-                target=target,
-                kind="alert",
-                priority=n.priority,
-                payload=msg.as_bytes(policy=SMTP),
-                received_at=received_at,
-                supersede_key=f"{thread.id}:email:{target}",
-                thread_id=thread.id,
-                notification_id=plan.notification_id,
-                message_id=str(msg["Message-ID"]),
-                subject=str(msg["Subject"]),
-                not_before=hold,
+    async def _render_all(self, jobs: Sequence[_EmailJob], now: float) -> None:
+        graphs = await asyncio.gather(*(self._graphs(job.n, now) for job in jobs))
+        # Rendering (Jinja, CSS inlining, MIME) is CPU work: off the loop that answers webhooks.
+        rendered = await asyncio.gather(
+            *(
+                asyncio.to_thread(self._render, job, now, g)
+                for job, g in zip(jobs, graphs, strict=True)
             )
         )
-        if thread.root_message_id is None:
-            plan.thread_roots.append((thread.id, str(msg["Subject"]), str(msg["Message-ID"])))
+        for job, (payload, message_id, subject) in zip(jobs, rendered, strict=True):
+            target = json.dumps(job.recipients)
+            job.plan.messages.append(
+                NewMessage(
+                    channel="email",
+                    target=target,
+                    kind="alert",
+                    priority=job.n.priority,
+                    payload=payload,
+                    received_at=job.received_at,
+                    supersede_key=f"{job.thread.id}:email:{target}",
+                    thread_id=job.thread.id,
+                    notification_id=job.plan.notification_id,
+                    message_id=message_id,
+                    subject=subject,
+                    not_before=job.hold,
+                )
+            )
+            if job.thread.root_message_id is None:
+                job.plan.thread_roots.append((job.thread.id, subject, message_id))
 
     async def _graphs(self, n: Notification, now: float) -> dict[str, InlineImage]:
         """fingerprint -> graph; best-effort, bounded by prometheus.query_timeout."""
@@ -241,25 +303,27 @@ class Dispatcher:
         return json.dumps(message).encode()
 
     def _render(
-        self,
-        n: Notification,
-        recipients: list[str],
-        subject: str | None,
-        root: str | None,
-        now: float,
-        graphs: dict[str, InlineImage],
+        self, job: _EmailJob, now: float, graphs: dict[str, InlineImage]
+    ) -> tuple[bytes, str, str]:
+        """(bytes, Message-ID, Subject) of the alert email; runs in a worker thread."""
+        msg = self._render_message(job, now, graphs)
+        return msg.as_bytes(policy=SMTP), str(msg["Message-ID"]), str(msg["Subject"])
+
+    def _render_message(
+        self, job: _EmailJob, now: float, graphs: dict[str, InlineImage]
     ) -> EmailMessage:
         smtp = self.runtime.config.smtp
         assert smtp is not None
+        n, thread = job.n, job.thread
         message_id = make_message_id(smtp.from_)
         when = datetime.fromtimestamp(now, tz=UTC)
         try:
             return self.runtime.renderer.alert_email(
                 n,
                 sender=smtp.from_,
-                recipients=recipients,
+                recipients=job.recipients,
                 message_id=message_id,
-                thread=ThreadRef(root_message_id=root, subject=subject),
+                thread=ThreadRef(root_message_id=thread.root_message_id, subject=thread.subject),
                 now=when,
                 images=list({g.cid: g for g in graphs.values()}.values()),
                 graph_cids={fp: g.cid for fp, g in graphs.items()},
@@ -270,9 +334,9 @@ class Dispatcher:
             return fallback_email(
                 n,
                 sender=smtp.from_,
-                recipients=recipients,
+                recipients=job.recipients,
                 message_id=message_id,
-                subject=subject or self.runtime.renderer.thread_subject(n),
-                root=root,
+                subject=thread.subject or self.runtime.renderer.thread_subject(n),
+                root=thread.root_message_id,
                 now=when,
             )

@@ -151,6 +151,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (thread_id, target)
     );
     """,
+    # v3: scheduled reports
+    """
+    -- One row per report period queued: (name, period_end) is the unique key that makes a
+    -- restart never send the same period twice. Written in the transaction that queues the
+    -- email, so a crash while a report is being built leaves no row and it is built again.
+    CREATE TABLE report_runs (
+        name TEXT NOT NULL,
+        period_end REAL NOT NULL,
+        period_start REAL NOT NULL,
+        queued_at REAL NOT NULL,
+        outbox_id INTEGER,
+        PRIMARY KEY (name, period_end)
+    );
+
+    -- When a report was first scheduled: periods that ended before it are not "missed" ones
+    -- (adding a report on Wednesday does not send last Monday's report at once).
+    CREATE TABLE report_schedules (
+        name TEXT PRIMARY KEY,
+        first_seen REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,7 +31,13 @@ from receiver.errors import AlertmailError
 
 HOST = "127.0.0.1"
 DEFAULT_FACTOR = 1 / 20
-DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy"
+# A checkout (editable install) has deploy/ beside receiver/; a wheel would need it
+# packaged as receiver/_deploy (see the force-include note in docs/demo.md).
+DEPLOY_DIR = next(
+    (p for p in (Path(__file__).resolve().parents[1] / "deploy", Path(__file__).parent / "_deploy")
+     if p.is_dir()),
+    Path(__file__).resolve().parents[1] / "deploy",
+)  # fmt: skip
 # Debian calls the binary prometheus-alertmanager; upstream tarballs call it alertmanager.
 BINARIES = dict(
     prometheus=("prometheus",), alertmanager=("alertmanager", "prometheus-alertmanager")
@@ -233,6 +239,10 @@ def receiver_config(
         doc.pop(key, None)
     doc["smtp"]["servers"] = [{"host": HOST, "port": ports.smtp, "starttls": False}]
     doc["smtp"]["retry"] = {"initial": "1s", "max": "10s", "give_up_after": "1h"}
+    # The shipped 2m would swallow Alertmanager's scaled repeats (Watchdog: every 6s) as
+    # duplicates, and a duplicate Watchdog does not count as a heartbeat. 2s still
+    # catches what dedup is for: HA pairs and retries arriving together.
+    doc["dedup_window"] = "2s"
     if doc.get("deadman"):
         after = deadman_after or parse_duration(str(doc["deadman"]["after"])) * factor
         doc["deadman"]["after"] = format_duration(after)
@@ -306,6 +316,8 @@ class Stack:
 
     def write_configs(self) -> None:
         d, conf, run = self.deploy_dir, self.run_dir / "config", self.run_dir
+        if not (d / "prometheus" / "prometheus.yml").is_file():
+            raise StackError(f"the shipped configs are not in {d}: run from an alertmail checkout")
         for p in (conf / "rules", self.mail_dir, run / "logs", run / "prometheus", run / "am"):
             p.mkdir(parents=True, exist_ok=True)
         token = run / "token"

@@ -150,21 +150,33 @@ class Store(OutboxQueries, BatchQueries):
     # -- threads ----------------------------------------------------------------------
     def open_thread(self, route: str, group_key: str, now: float, max_age: float) -> Thread:
         """The open thread of (route, group), or a new one: an incident lasts at most max_age."""
+        return self.open_threads([(route, group_key)], now, max_age)[(route, group_key)]
+
+    def open_threads(
+        self, keys: Sequence[tuple[str, str]], now: float, max_age: float
+    ) -> dict[tuple[str, str], Thread]:
+        """open_thread for many (route, group) pairs in one transaction."""
         with self._tx() as db:
-            row = db.execute(
-                "SELECT id, route, group_key, opened_at, subject, root_message_id FROM threads "
-                "WHERE route=? AND group_key=? AND closed_at IS NULL",
-                (route, group_key),
-            ).fetchone()
-            if row is not None and now - row[3] < max_age:
-                return Thread(*row)
-            if row is not None:
-                db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
-            cur = db.execute(
-                "INSERT INTO threads (route, group_key, opened_at) VALUES (?,?,?)",
-                (route, group_key, now),
-            )
-            return Thread(int(cur.lastrowid or 0), route, group_key, now, None, None)
+            return {key: self._open_thread(db, *key, now, max_age) for key in keys}
+
+    @staticmethod
+    def _open_thread(
+        db: sqlite3.Connection, route: str, group_key: str, now: float, max_age: float
+    ) -> Thread:
+        row = db.execute(
+            "SELECT id, route, group_key, opened_at, subject, root_message_id FROM threads "
+            "WHERE route=? AND group_key=? AND closed_at IS NULL",
+            (route, group_key),
+        ).fetchone()
+        if row is not None and now - row[3] < max_age:
+            return Thread(*row)
+        if row is not None:
+            db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
+        cur = db.execute(
+            "INSERT INTO threads (route, group_key, opened_at) VALUES (?,?,?)",
+            (route, group_key, now),
+        )
+        return Thread(int(cur.lastrowid or 0), route, group_key, now, None, None)
 
     def thread(self, thread_id: int) -> Thread | None:
         row = self._db.execute(
@@ -176,66 +188,81 @@ class Store(OutboxQueries, BatchQueries):
 
     # -- dispatch ---------------------------------------------------------------------
     def commit_dispatch(self, plan: DispatchPlan, now: float) -> Queued:
+        return self.commit_dispatch_many([plan], now)
+
+    def commit_dispatch_many(self, plans: Sequence[DispatchPlan], now: float) -> Queued:
         """One transaction: supersede stale messages, queue new ones, record history,
-        digest entries, flood budget and folds, and mark the notification processed."""
+        digest entries, flood budget and folds, and mark the notifications processed."""
         queued = Queued([], 0)
         with self._tx() as db:
-            for thread_id, subject, root in plan.thread_roots:
-                db.execute(
-                    "UPDATE threads SET subject=COALESCE(subject, ?), "
-                    "root_message_id=COALESCE(root_message_id, ?) WHERE id=?",
-                    (subject, root, thread_id),
-                )
-            for m in plan.messages:
-                queued.add(*self._insert_message(db, m, now))
-            for a in plan.alerts:
-                db.execute(
-                    "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
-                    "labels, annotations, ends_at, first_seen, last_seen, last_notification_id) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint, starts_at) DO UPDATE "
-                    "SET status=excluded.status, annotations=excluded.annotations, "
-                    "ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
-                    "last_notification_id=excluded.last_notification_id",
-                    (
-                        a.fingerprint,
-                        a.starts_at,
-                        a.alertname,
-                        a.severity,
-                        a.status,
-                        a.labels,
-                        a.annotations,
-                        a.ends_at,
-                        now,
-                        now,
-                        plan.notification_id,
-                    ),
-                )
-            for thread_id in plan.close_threads:
-                db.execute(
-                    "UPDATE threads SET closed_at=? WHERE id=? AND closed_at IS NULL",
-                    (now, thread_id),
-                )
-            for route, bucket in plan.digest_entries:
-                db.execute(
-                    "INSERT INTO digest_entries (route, bucket, notification_id, created_at) "
-                    "VALUES (?,?,?,?)",
-                    (route, bucket, plan.notification_id, now),
-                )
-            db.executemany(
-                "INSERT INTO flood_budget (recipient, at) VALUES (?, ?)",
-                [(r, now) for r in plan.budget],
-            )
-            for recipient, route, priority in plan.folds:
-                db.execute(
-                    "INSERT INTO folded (recipient, route, notification_id, priority, created_at) "
-                    "VALUES (?,?,?,?,?)",
-                    (recipient, route, plan.notification_id, priority, now),
-                )
-            db.execute(
-                "UPDATE notifications SET state='processed', reason=? WHERE id=?",
-                (plan.reason, plan.notification_id),
-            )
+            for plan in plans:
+                self._apply_plan(db, plan, now, queued)
         return queued
+
+    def _apply_plan(
+        self, db: sqlite3.Connection, plan: DispatchPlan, now: float, queued: Queued
+    ) -> None:
+        for thread_id, subject, root in plan.thread_roots:
+            db.execute(
+                "UPDATE threads SET subject=COALESCE(subject, ?), "
+                "root_message_id=COALESCE(root_message_id, ?) WHERE id=?",
+                (subject, root, thread_id),
+            )
+        for m in plan.messages:
+            queued.add(*self._insert_message(db, m, now))
+        for a in plan.alerts:
+            db.execute(
+                "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
+                "labels, annotations, ends_at, first_seen, last_seen, last_notification_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint, starts_at) DO UPDATE "
+                "SET status=excluded.status, annotations=excluded.annotations, "
+                "ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
+                "last_notification_id=excluded.last_notification_id",
+                (
+                    a.fingerprint,
+                    a.starts_at,
+                    a.alertname,
+                    a.severity,
+                    a.status,
+                    a.labels,
+                    a.annotations,
+                    a.ends_at,
+                    now,
+                    now,
+                    plan.notification_id,
+                ),
+            )
+        for thread_id in plan.close_threads:
+            db.execute(
+                "UPDATE threads SET closed_at=? WHERE id=? AND closed_at IS NULL",
+                (now, thread_id),
+            )
+        for route, bucket in plan.digest_entries:
+            db.execute(
+                "INSERT INTO digest_entries (route, bucket, notification_id, created_at) "
+                "VALUES (?,?,?,?)",
+                (route, bucket, plan.notification_id, now),
+            )
+        db.executemany(
+            "INSERT INTO flood_budget (recipient, at) VALUES (?, ?)",
+            [(r, now) for r in plan.budget],
+        )
+        for recipient, route, priority in plan.folds:
+            db.execute(
+                "INSERT INTO folded (recipient, route, notification_id, priority, created_at) "
+                "VALUES (?,?,?,?,?)",
+                (recipient, route, plan.notification_id, priority, now),
+            )
+        db.execute(
+            "UPDATE notifications SET state='processed', reason=? WHERE id=?",
+            (plan.reason, plan.notification_id),
+        )
+        for key, value in plan.kv:
+            db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
 
     def enqueue(self, messages: Sequence[NewMessage], now: float) -> list[int]:
         queued = Queued([], 0)

@@ -1,17 +1,22 @@
 """The async face of the store: one thread owns the SQLite connection.
 
 Webhook ingests that arrive while a commit is in progress are gathered and committed
-together in the next transaction, so concurrent senders share one fsync.
+together in the next transaction, so concurrent senders share one fsync. Ingest work is
+queued ahead of background work (dispatch, delivery bookkeeping, pages): an answer to
+Alertmanager never waits behind a batch of outbox writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import IngestItem, IngestResult, Store
@@ -19,29 +24,71 @@ from receiver.store import IngestItem, IngestResult, Store
 P = ParamSpec("P")
 T = TypeVar("T")
 
+URGENT, BACKGROUND = 0, 1
+_STOP = object()
+
+
+class _StoreThread:
+    """A single worker thread taking jobs by priority, then in arrival order."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.PriorityQueue[tuple[int, int, Any, Future[Any] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._seq = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="alertmail-store", daemon=True)
+        self._thread.start()
+
+    def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        self._jobs.put((priority, next(self._seq), fn, fut))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            _, _, fn, fut = self._jobs.get()
+            if fn is _STOP:
+                return
+            assert fut is not None
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def shutdown(self) -> None:
+        # Lowest priority: everything already queued runs first.
+        self._jobs.put((BACKGROUND + 1, next(self._seq), _STOP, None))
+        self._thread.join()
+
 
 class AsyncStore:
-    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, store: Store, worker: _StoreThread) -> None:
         self.store = store
-        self._executor = executor
+        self._worker = worker
         self._pending: list[tuple[IngestItem, asyncio.Future[IngestResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertmail-store")
-        loop = asyncio.get_running_loop()
+        worker = _StoreThread()
         try:
-            store = await loop.run_in_executor(executor, Store, path)
+            store = await asyncio.wrap_future(worker.submit(URGENT, lambda: Store(path)))
         except BaseException:
-            executor.shutdown(wait=False)
+            worker.shutdown()
             raise
-        return cls(store, executor)
+        return cls(store, worker)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a Store method on the store thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        """Run a Store method on the store thread (behind any waiting ingest)."""
+        job = functools.partial(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._worker.submit(BACKGROUND, job))
+
+    async def run_urgent(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ahead of background work: for what answers a webhook or /readyz."""
+        job = functools.partial(fn, *args, **kwargs)
+        return await asyncio.wrap_future(self._worker.submit(URGENT, job))
 
     async def ingest(self, item: IngestItem) -> IngestResult:
         fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
@@ -55,7 +102,9 @@ class AsyncStore:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    results = await self.run(self.store.ingest_batch, [it for it, _ in batch])
+                    results = await self.run_urgent(
+                        self.store.ingest_batch, [it for it, _ in batch]
+                    )
                 except StoreError as exc:
                     for _, fut in batch:
                         if not fut.done():
@@ -76,4 +125,4 @@ class AsyncStore:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         await self.run(self.store.close)
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._worker.shutdown)

@@ -62,15 +62,27 @@ class OutboxQueries:
         next_attempt_at: float | None = None,
         recipients_result: str | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> str:
+        """Record an attempt; returns the state stored (a failed message that a newer one
+        for its thread and recipients replaced while it was being sent is 'superseded')."""
         with self._tx() as db:
+            if state == "retrying":
+                newer = db.execute(
+                    "SELECT 1 FROM outbox o, outbox n WHERE o.id=? AND o.supersede_key IS NOT "
+                    "NULL AND n.supersede_key=o.supersede_key AND n.id>o.id AND n.state IN "
+                    "('queued','retrying','sending','sent') LIMIT 1",
+                    (outbox_id,),
+                ).fetchone()
+                if newer is not None:
+                    state = "superseded"
+                    reason = "a newer message for the same thread and recipients was queued"
             for a in attempts:
                 db.execute(
                     "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
                     "elapsed) VALUES (?,?,?,?,?,?,?,?)",
                     (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
                 )
-            done = state in ("sent", "dead")
+            done = state in ("sent", "dead", "superseded")
             db.execute(
                 "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
                 "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
@@ -89,6 +101,7 @@ class OutboxQueries:
                     outbox_id,
                 ),
             )
+        return state
 
     # -- operator commands --------------------------------------------------------------
     def list_outbox(

@@ -67,6 +67,7 @@ class DispatchPlan:
     digest_entries: list[tuple[str, float]] = field(default_factory=list)
     budget: list[str] = field(default_factory=list)
     folds: list[tuple[str, str, int]] = field(default_factory=list)
+    kv: list[tuple[str, str]] = field(default_factory=list)
     reason: str | None = None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.config import WebhookAuth
+from receiver.dispatcher import is_heartbeat
 from receiver.errors import PayloadError, StoreError
 from receiver.keys import DISPATCHER, METRICS, RUNTIME, STORE
 from receiver.matchers import unquote_receiver
@@ -107,6 +108,9 @@ async def handle_webhook(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         text = json.dumps(raw)
     clock = app[DISPATCHER].clock
+    deadman = config.deadman
+    # A heartbeat repeats with the same alerts by design: never drop one as a duplicate.
+    heartbeat = deadman is not None and is_heartbeat(n, deadman.alertname)
     item = IngestItem(
         received_at=clock(),
         receiver=n.receiver,
@@ -114,7 +118,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         status=n.status,
         dedup_key=n.dedup_key(),
         payload=text,
-        dedup_window=config.dedup_window,
+        dedup_window=0.0 if heartbeat else config.dedup_window,
     )
     try:
         result = await app[STORE].ingest(item)

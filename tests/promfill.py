@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -81,7 +82,41 @@ def write_openmetrics(path: Path, start: int, end: int) -> None:
         f.write("# HELP demo_memory_bytes Memory.\n# TYPE demo_memory_bytes gauge\n")
         for t in times:
             f.write(f'demo_memory_bytes{{service="api"}} {memory_at(t)!r} {t}\n')
+        _write_alerts(f, end)
         f.write("# EOF\n")
+
+
+def alert_episodes(end: int) -> list[tuple[dict[str, str], int, int]]:
+    """Synthetic ``ALERTS{alertstate="firing"}`` history: (labels, first, last sample time).
+
+    All within the last day before ``end``: HighLatency fired 3 times and resolved, DiskFull
+    is still firing at ``end``, Flapping fired 8 short times (the noisiest).
+    """
+    h = 3600
+    out: list[tuple[dict[str, str], int, int]] = []
+    for a, b in ((end - 20 * h, end - 19 * h), (end - 10 * h, end - 10 * h + 1800),
+                 (end - 5 * h, end - 4 * h)):  # fmt: skip
+        out.append(({"alertname": "HighLatency", "severity": "warning", "service": "api"}, a, b))
+    out.append(
+        ({"alertname": "DiskFull", "severity": "critical", "service": "db"}, end - 3 * h, end)
+    )
+    for i in range(8):
+        a = end - 23 * h + i * 2 * h
+        out.append(({"alertname": "Flapping", "severity": "info", "service": "web"}, a, a + 600))
+    return out
+
+
+def _write_alerts(f: TextIO, end: int) -> None:
+    # Appended after the original series, which stay exactly as they were.
+    f.write("# HELP ALERTS Synthetic alert history.\n# TYPE ALERTS gauge\n")
+    by_series: dict[tuple[tuple[str, str], ...], list[tuple[int, int]]] = {}
+    for labels, a, b in alert_episodes(end):
+        by_series.setdefault(tuple(sorted(labels.items())), []).append((a, b))
+    for key, spans in by_series.items():
+        text = ",".join(f'{k}="{v}"' for k, v in (*key, ("alertstate", "firing")))
+        for a, b in sorted(spans):
+            for t in range(a, b + 1, INTERVAL):
+                f.write(f"ALERTS{{{text}}} 1 {t}\n")
 
 
 def _free_port() -> int:

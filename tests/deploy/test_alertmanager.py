@@ -90,7 +90,7 @@ def test_alertmail_webhooks(name: str) -> None:
 def test_grouping_timing_and_watchdog_route() -> None:
     route = load_yaml(ALERTMANAGER_YML)["route"]
     assert route["receiver"] == "alertmail"
-    assert route["group_by"] == ["alertname", "service"]
+    assert route["group_by"] == ["alertname", "service", "severity"]
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
         "30s",
         "5m",

@@ -196,7 +196,8 @@ def test_unit_tests_load_the_shipped_rules() -> None:
     for path in rule_test_files():
         cfg = load_yaml(path)
         resolved = {p.resolve() for pattern in cfg["rule_files"] for p in path.parent.glob(pattern)}
-        assert resolved == {p.resolve() for p in rule_files()}, path.name
+        # The shipped files themselves, never copies (a test may load only the file it tests).
+        assert resolved and resolved <= {p.resolve() for p in rule_files()}, path.name
 
 
 # --------------------------------------------------------------------------- runbooks

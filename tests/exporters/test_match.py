@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
+from exporters import match
 from exporters.config import MetricConfig
-from exporters.linere import batch_pattern
+from exporters.linere import batch_pattern, required_literal
 from exporters.match import ChunkResult, Key, Matcher, clean
 from exporters.tail import Splitter
 from tests.exporters.conftest import reference_counts
@@ -33,6 +34,15 @@ PATTERNS = [
     r"(?P<a>\bab\b)",
     r"(?x) (?P<a> a [^b]* b )  # verbose",
     r'(?P<a>"[^"]*")(?P<b>.)',
+    r"(?s:(?P<a>a.))b",
+    r"(?s)a(?-s:(?P<a>.))b",
+    r"(?P<a>[^a]+)z",
+    r"(?i)(?P<a>[^a])X",
+    r"(?P<a>[\s\S])b",
+    r"(?P<a>\w+)\W",
+    r"(?i)(?P<a>[a-c]+)Z",
+    r"(?P<a>GET) (?P<b>[^ ]*)",
+    r"x(?=\s)(?P<a>\sA)",
 ]
 ALPHABET = ["a", "b", "c", "x", "z", " ", '"', "\t", "A", "B", "GET", "200", "\n", "\n", "\n"]
 
@@ -41,8 +51,8 @@ def random_log(rng: random.Random, n_tokens: int) -> bytes:
     return "".join(rng.choice(ALPHABET) for _ in range(n_tokens)).encode()
 
 
-def metric(pattern: str) -> MetricConfig:
-    labels = [g for g in ("a", "b") if f"<{g}>" in pattern]
+def metric(pattern: str, with_labels: bool = True) -> MetricConfig:
+    labels = [g for g in ("a", "b") if f"<{g}>" in pattern] if with_labels else []
     return MetricConfig(name="m_total", type="counter", match=pattern, labels=labels)
 
 
@@ -73,6 +83,116 @@ def test_random_logs_match_line_by_line_reference(pattern: str) -> None:
         expected = reference_counts(m, data if not data or data.endswith(b"\n") else data + b"\n")
         got = batched(matcher, data, rng).counts.get("m_total", Counter())
         assert got == expected, (seed, data)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_label_less_counters_match_reference(pattern: str) -> None:
+    """Without labels only the number of matching lines counts (an empty group is added)."""
+    m = metric(pattern, with_labels=False)
+    matcher = Matcher("regex", [m])
+    for seed in range(60):
+        rng = random.Random(seed)
+        data = random_log(rng, rng.randint(0, 60)) + b"\n"
+        got = matcher.run(data, 65536).counts.get("m_total", Counter())
+        assert got == reference_counts(m, data), (seed, data)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r'"(?P<m>[A-Z]+) [^"\n]*" (?P<s>\d{3}) ', b'" '),
+        (r"latency_ms=(?P<ms>[0-9.]+)", b"latency_ms="),
+        (r"a(?i:bc)d", b"a"),
+        (r"(?i)abc", None),
+        (r"ab|cd", None),
+        (r"(?:ab)+", None),
+        (r"\bab\b", b"ab"),
+        (r"x(?=yz)w", b"xw"),  # the lookahead is zero-width: x and w are adjacent
+        (r"(?P<a>x)(?P<b>yz)", b"xyz"),
+        (r"a\nb", b"a"),
+        (r".*", None),
+    ],
+)
+def test_required_literal(pattern: str, literal: bytes | None) -> None:
+    assert required_literal(pattern) == literal
+
+
+@pytest.mark.parametrize(("min_hits", "per_hit"), [(1, 1), (1, 10**9), (8, 2048), (3, 40)])
+def test_literal_prefilter_dense_sparse_and_switching(
+    monkeypatch: pytest.MonkeyPatch, min_hits: int, per_hit: int
+) -> None:
+    """Lines holding the required literal may be rare, frequent, or both in one buffer."""
+    monkeypatch.setattr(match, "SPARSE_MIN_HITS", min_hits)
+    monkeypatch.setattr(match, "SPARSE_BYTES_PER_HIT", per_hit)
+    ms = [
+        MetricConfig(name="a_total", type="counter", match=r"rt=(?P<v>\d+)x", labels=["v"]),
+        MetricConfig(name="b_total", type="counter", match=r"zz(?P<v>a|b)", labels=["v"]),
+        MetricConfig(name="c_total", type="counter", match=r"rt=\d"),
+    ]
+    matcher = Matcher("regex", ms)
+    for seed in range(40):
+        rng = random.Random(seed)
+        lines = []
+        for i in range(rng.randint(0, 400)):
+            dense = (i // 50) % 2 == 0  # runs of frequent hits, then runs of rare ones
+            words = ["a", "b", "rt=", "1", "2x", "x", "zz", " "]
+            line = "".join(rng.choice(words) for _ in range(rng.randint(0, 12)))
+            lines.append(line if dense or rng.random() < 0.02 else line.replace("rt=", "r"))
+        data = "".join(line + "\n" for line in lines).encode()
+        start = rng.randint(0, len(lines))  # a range of whole lines inside a larger buffer
+        begin = len("".join(line + "\n" for line in lines[:start]).encode())
+        res = matcher.run(data, 65536, start=begin)
+        for m in ms:
+            assert res.counts.get(m.name, Counter()) == reference_counts(m, data[begin:]), seed
+
+
+def test_gauge_keeps_labels_seen_in_earlier_reads() -> None:
+    m = MetricConfig(
+        name="q", type="gauge", match=r"(?P<k>\w+)=(?P<v>\d+)", labels=["k"], value="v"
+    )
+    matcher = Matcher("regex", [m])
+    acc = ChunkResult()
+    matcher.run(b"a=1\n", 65536, acc)
+    matcher.run(b"b=2\n", 65536, acc)
+    assert matcher.finish(acc).last["q"] == {("a",): "1", ("b",): "2"}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_take_equals_feed(seed: int) -> None:
+    """The copy-free splitter gives the same lines, carries and drops as ``feed``."""
+    rng = random.Random(seed)
+    pieces = [b"a", b"bb", b"\n", b"\n", b"c" * 7, b"d" * 20]
+    data = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 200)))
+    a, b = Splitter(16), Splitter(16)
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 30)
+        chunk = data[pos : pos + step]
+        pos += step
+        whole, dropped = a.feed(chunk)
+        head, start, end, dropped2 = b.take(chunk)
+        assert (head + chunk[start:end], dropped2) == (whole, dropped)
+        assert (b.carry, b.discarding) == (a.carry, a.discarding)
+    assert a.flush() == b.flush()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_clean_of_a_range_equals_clean_of_its_copy(seed: int) -> None:
+    rng = random.Random(seed)
+    pieces = [b"ok", b"\xc3\xa9", b"\xff", b"q" * 40, b" "]
+    lines = [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) for _ in range(30)]
+    if seed % 2:
+        lines = [line.replace(b"\xff", b"").replace(b"\xc3\xa9", b"") for line in lines]
+    data = b"".join(line + b"\n" for line in lines)
+    i, j = sorted(rng.sample(range(len(lines) + 1), 2))
+    begin = len(b"".join(line + b"\n" for line in lines[:i]))
+    stop = len(b"".join(line + b"\n" for line in lines[:j]))
+    got, want = clean(data, 64, begin, stop), clean(data[begin:stop], 64)
+    assert (got.lines, got.too_long, got.invalid_utf8) == (
+        want.data,
+        want.too_long,
+        want.invalid_utf8,
+    )
 
 
 def test_a_line_counts_once_even_with_many_matches() -> None:

@@ -109,3 +109,40 @@ def test_overflow_folding(tmp_path: Path, registry: CollectorRegistry) -> None:
     assert value(s, "u_total", u=OVERFLOW) == 4 + 5 + 6
     assert value(s, "alertmail_exporter_series_folded_total", metric="u_total") == 15
     assert sum(kept.values()) == sum(range(1, 7))
+
+
+def test_exposition_is_what_prometheus_client_writes(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """One-shot output (no prometheus_client) equals the server's, escapes and floats too."""
+    from prometheus_client import generate_latest
+
+    store = store_for(
+        tmp_path,
+        registry,
+        {
+            "name": "req_total",
+            "type": "counter",
+            "help": "a \\ help\nline",
+            "match": r"(?P<m>\S+) (?P<s>\d+)",
+            "labels": ["m", "s"],
+            "static_labels": {"job": "web"},
+        },
+        {"name": "lat", "type": "histogram", "match": "(?P<v>.+)", "value": "v", "buckets": [1e6]},
+        {
+            "name": "g",
+            "type": "gauge",
+            "match": r"(?P<k>.)=(?P<v>.+)",
+            "labels": ["k"],
+            "value": "v",
+        },
+    )
+    store.add_file('we"ird\\file\n.log')
+    res = ChunkResult(lines=5, bytes=100, too_long=1)
+    res.counts["req_total"] = Counter({('GE"T\\x\n', "200"): 3, ("GET", "500"): 1})
+    res.counts["lat"] = Counter({("0.7",): 2, ("5e7",): 1, ("inf",): 1})
+    res.last["g"] = {("a",): "1e300", ("b",): "nan", ("c",): "-inf"}
+    store.apply('we"ird\\file\n.log', res)
+    store.lag.labels("x").set(12345678)
+    assert store.exposition() == generate_latest(registry).decode()
+    assert value(samples(store.exposition()), "req_total", m="GET", s="500", job="web") == 1

@@ -55,3 +55,15 @@ async def test_silence_then_return(tmp_path: Path) -> None:
     assert {r.kind for r in rows} == {"deadman"}
     text = broken.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "11m" in text and "limit 10m" in text
+
+
+async def test_repeated_heartbeats_are_never_dropped_as_duplicates(tmp_path: Path) -> None:
+    deadman = {"alertname": "Watchdog", "after": "10m", "email": ["oncall@example.com"]}
+    cfg = make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}], deadman=deadman)
+    async with running(cfg, run_scheduler=False) as rx:
+        first = await (await rx.post(watchdog())).json()
+        second_resp = await rx.session.post(
+            rx.url + "/webhook", json=watchdog(), headers={"Authorization": "Bearer t0ken"}
+        )
+        second = await second_resp.json()
+    assert first["duplicate"] is False and second["duplicate"] is False

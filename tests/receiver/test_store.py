@@ -151,3 +151,21 @@ async def test_concurrent_ingests_share_commits(tmp_path: Path) -> None:
     assert len({r.notification_id for r in results}) == 200
     assert calls < 200  # group commit: fewer transactions than requests
     await store.close()
+
+
+def test_failed_send_superseded_by_newer_message_queued_meanwhile(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    (old,) = s.enqueue([msg("t1", payload=b"old")], now=1)
+    s.claim_due("email", now=2, limit=1)  # being sent: a newer state cannot supersede it yet
+    (new,) = s.enqueue([msg("t1", payload=b"new")], now=3)
+    assert s.finish_attempt(old, 4, "retrying", [], error="421", next_attempt_at=9) == (
+        "superseded"
+    )
+    states = {r.id: r.state for r in s.list_outbox()}
+    assert states == {old: "superseded", new: "queued"}
+    # Without a newer message, a failure stays a retry.
+    (other,) = s.enqueue([msg("t2")], now=5)
+    s.claim_due("email", now=6, limit=5)
+    assert s.finish_attempt(other, 7, "retrying", [], error="421", next_attempt_at=9) == (
+        "retrying"
+    )
