@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from receiver.alert_graph import AlertGrapher
 from receiver.channels.slack import SlackClient
 from receiver.config import Config
+from receiver.cron import parse_cron
 from receiver.delivery import EmailWorker
 from receiver.dispatcher import Dispatcher
 from receiver.errors import AlertmailError, ConfigError, StoreError
@@ -26,17 +28,19 @@ from receiver.keys import (
     GRAPHER,
     HTTP_SESSION,
     METRICS,
+    REPORTS,
     RUNTIME,
     SCHEDULER,
     SLACK_WORKER,
     STORE,
 )
 from receiver.metrics import ReceiverMetrics
+from receiver.reports import ReportRunner
 from receiver.runtime import build_runtime, reload_runtime
 from receiver.scheduler import Scheduler
 from receiver.slack_delivery import SlackWorker
 from receiver.store_async import AsyncStore
-from receiver.web import setup_web
+from receiver.web import REPORT_NEXT_RUN, setup_web
 from receiver.webhook import handle_webhook
 
 log = logging.getLogger(__name__)
@@ -178,11 +182,16 @@ def create_app(
         app[SLACK_WORKER] = slack
         app[DISPATCHER] = dispatcher
         app[SCHEDULER] = scheduler
+        # Its own task: a build takes a second or two and must not delay digests or the
+        # dead man's switch.
+        reports = ReportRunner(store, runtime, session, clock=clock, on_queued=wake_workers)
+        app[REPORTS] = reports
         _spawn(app, dispatcher.run(), "alertmail-dispatcher")
         _spawn(app, email.run(), "alertmail-email-worker")
         _spawn(app, slack.run(), "alertmail-slack-worker")
         if run_scheduler:
             _spawn(app, scheduler.run(), "alertmail-scheduler")
+            _spawn(app, reports.run(), "alertmail-reports")
         _spawn(app, _prune_loop(app), "alertmail-prune")
         try:
             yield
@@ -192,6 +201,7 @@ def create_app(
             for task in app[TASKS]:
                 task.cancel()
             await asyncio.gather(*app[TASKS], return_exceptions=True)
+            await reports.close()
             chain = app[RUNTIME].smtp
             if chain is not None:
                 await chain.close()
@@ -208,4 +218,13 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_post("/-/reload", reload_handler)
     setup_web(app)
+
+    def report_next_run(name: str) -> float | None:
+        report = next((r for r in runtime.config.reports if r.name == name), None)
+        if report is None:
+            return None
+        now = datetime.fromtimestamp(clock(), runtime.config.tz)
+        return parse_cron(report.schedule).next_after(now).timestamp()
+
+    app[REPORT_NEXT_RUN] = report_next_run
     return app

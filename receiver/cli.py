@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     dr = ob_sub.add_parser("drop", parents=[common], help="stop trying to send a message")
     dr.add_argument("id", type=int)
 
+    rp = sub.add_parser("report", parents=[common], help="build one report now")
+    rp.add_argument("name", metavar="NAME")
+    rp.add_argument(
+        "--out", type=Path, metavar="DIR", help="write NAME.eml and its PNGs, don't send"
+    )
+    rp.add_argument("--send", action="store_true", help="queue it in the outbox now")
+
     te = sub.add_parser(
         "test-email", parents=[common], help="send a test email through each configured SMTP server"
     )
@@ -136,6 +143,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _outbox(config, args)
     if cmd == "test-email":
         return asyncio.run(_test_email(config, args.to))
+    if cmd == "report":
+        from receiver.reports import report_command
+
+        return asyncio.run(
+            report_command(config, args.name, args.out, args.send, config_path=Path(args.config))
+        )
     if cmd == "routes":
         return _routes_test(config, args.labels)
     raise AssertionError(cmd)

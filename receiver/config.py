@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from receiver.cron import CronError, parse_cron
 from receiver.errors import ConfigError
 from receiver.matchers import Matcher, parse_matcher
 from receiver.units import parse_duration, parse_size
@@ -274,6 +275,16 @@ class DashboardRef(_Model):
 class ReportConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     schedule: str
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        try:
+            parse_cron(v)
+        except CronError as exc:
+            raise ValueError(f"not a cron schedule: {exc}") from None
+        return v
+
     range: Duration = 7 * 86400.0
     dashboards: list[DashboardRef] = Field(default_factory=list)
     to: list[str] = Field(min_length=1)

@@ -15,6 +15,7 @@ from receiver.store_async import AsyncStore
 if TYPE_CHECKING:
     from receiver.delivery import EmailWorker
     from receiver.dispatcher import Dispatcher
+    from receiver.reports import ReportRunner
     from receiver.scheduler import Scheduler
     from receiver.slack_delivery import SlackWorker
 
@@ -25,5 +26,6 @@ DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 EMAIL_WORKER: web.AppKey[EmailWorker] = web.AppKey("email_worker")
 SLACK_WORKER: web.AppKey[SlackWorker] = web.AppKey("slack_worker")
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
+REPORTS: web.AppKey[ReportRunner] = web.AppKey("reports")
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 GRAPHER = web.AppKey("grapher", AlertGrapher)

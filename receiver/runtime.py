@@ -74,6 +74,9 @@ def check_batch_templates(renderer: Renderer) -> list[str]:
             renderer.render_html("deadman.html.j2", **ctx)
     except TemplateError as exc:
         errors.append(str(exc))
+    from receiver.report_context import check_report_templates
+
+    errors.extend(check_report_templates(renderer))
     return errors
 
 

@@ -17,6 +17,7 @@ from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
 from receiver.store_outbox import OutboxQueries
+from receiver.store_reports import ReportQueries
 from receiver.store_types import (
     AlertRecord,
     AttemptRecord,
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class Store(OutboxQueries, BatchQueries):
+class Store(OutboxQueries, BatchQueries, ReportQueries):
     """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
 
     def __init__(self, path: Path | str) -> None:
