@@ -205,6 +205,9 @@ def create_app(
             chain = app[RUNTIME].smtp
             if chain is not None:
                 await chain.close()
+            pool = app[RUNTIME].render_pool
+            if pool is not None:
+                pool.close()
             await grapher.close()
             await session.close()
             with contextlib.suppress(StoreError):

@@ -310,6 +310,8 @@ class Config(_Model):
     routes: list[Route] = Field(default_factory=list)
     reports: list[ReportConfig] = Field(default_factory=list)
     shutdown_timeout: Duration = 10.0
+    # Processes rendering alert emails off the event loop (0: render in a thread).
+    render_workers: int = Field(default=2, ge=0, le=32)
 
     @field_validator("listen")
     @classmethod

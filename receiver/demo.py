@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from receiver.stack import DEFAULT_FACTOR, Ports, Stack, StackError, missing_packages
+from receiver.stack import Stack, missing_packages
+from receiver.stack_config import DEFAULT_FACTOR, Ports, StackError
 
 MARKER = ".alertmail-demo"  # only a directory carrying it is ever emptied by the demo
 

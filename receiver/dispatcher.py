@@ -17,16 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
 
 from receiver.alert_graph import AlertGrapher
 from receiver.batching import bucket_start, is_urgent, quiet_until, split_by_budget
 from receiver.errors import AlertmailError, PayloadError
-from receiver.fallback import fallback_email
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
-from receiver.render import InlineImage, ThreadRef, make_message_id
+from receiver.render import InlineImage
+from receiver.render_pool import AlertJob
 from receiver.routing import RouteMatch, routes_for
 from receiver.runtime import Runtime
 from receiver.slack_message import slack_message
@@ -255,10 +253,25 @@ class Dispatcher:
 
     async def _render_all(self, jobs: Sequence[_EmailJob], now: float) -> None:
         graphs = await asyncio.gather(*(self._graphs(job.n, now) for job in jobs))
-        # Rendering (Jinja, CSS inlining, MIME) is CPU work: off the loop that answers webhooks.
+        smtp = self.runtime.config.smtp
+        pool = self.runtime.render_pool
+        assert smtp is not None and pool is not None
+        when = datetime.fromtimestamp(now, tz=UTC)
+        # Rendering (Jinja, CSS inlining, MIME) is CPU work: in worker processes, away from
+        # the event loop that answers webhooks.
         rendered = await asyncio.gather(
             *(
-                asyncio.to_thread(self._render, job, now, g)
+                pool.render(
+                    AlertJob(
+                        n=job.n,
+                        sender=smtp.from_,
+                        recipients=tuple(job.recipients),
+                        thread_root=job.thread.root_message_id,
+                        thread_subject=job.thread.subject,
+                        now=when,
+                        graphs=g,
+                    )
+                )
                 for job, g in zip(jobs, graphs, strict=True)
             )
         )
@@ -301,42 +314,3 @@ class Dispatcher:
             channel=slack_target.channel,
         )
         return json.dumps(message).encode()
-
-    def _render(
-        self, job: _EmailJob, now: float, graphs: dict[str, InlineImage]
-    ) -> tuple[bytes, str, str]:
-        """(bytes, Message-ID, Subject) of the alert email; runs in a worker thread."""
-        msg = self._render_message(job, now, graphs)
-        return msg.as_bytes(policy=SMTP), str(msg["Message-ID"]), str(msg["Subject"])
-
-    def _render_message(
-        self, job: _EmailJob, now: float, graphs: dict[str, InlineImage]
-    ) -> EmailMessage:
-        smtp = self.runtime.config.smtp
-        assert smtp is not None
-        n, thread = job.n, job.thread
-        message_id = make_message_id(smtp.from_)
-        when = datetime.fromtimestamp(now, tz=UTC)
-        try:
-            return self.runtime.renderer.alert_email(
-                n,
-                sender=smtp.from_,
-                recipients=job.recipients,
-                message_id=message_id,
-                thread=ThreadRef(root_message_id=thread.root_message_id, subject=thread.subject),
-                now=when,
-                images=list({g.cid: g for g in graphs.values()}.values()),
-                graph_cids={fp: g.cid for fp, g in graphs.items()},
-            )
-        except Exception:
-            # A broken user template must not swallow the page: send a plain one instead.
-            log.exception("rendering %s failed; sending the built-in plain email", n.group_key)
-            return fallback_email(
-                n,
-                sender=smtp.from_,
-                recipients=job.recipients,
-                message_id=message_id,
-                subject=thread.subject or self.runtime.renderer.thread_subject(n),
-                root=thread.root_message_id,
-                now=when,
-            )

@@ -11,6 +11,7 @@ from receiver.config import Config, load_config
 from receiver.errors import ConfigError, TemplateError
 from receiver.metrics import ReceiverMetrics
 from receiver.render import Renderer
+from receiver.render_pool import RenderPool
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,17 @@ class Runtime:
     renderer: Renderer
     smtp: SmtpChain | None
     config_path: Path | None = None
+    render_pool: RenderPool | None = None
 
     def replace_with(self, other: Runtime) -> None:
         """Swap in a reloaded runtime; holders of this object see the new one at once."""
+        old_pool = self.render_pool
         self.config = other.config
         self.renderer = other.renderer
         self.smtp = other.smtp
+        self.render_pool = other.render_pool
+        if old_pool is not None:
+            old_pool.close()
 
 
 def build_renderer(config: Config, file: str = "<config>") -> Renderer:
@@ -100,7 +106,8 @@ def build_smtp(config: Config, metrics: ReceiverMetrics | None) -> SmtpChain | N
 
 def build_runtime(config: Config, path: Path | None, metrics: ReceiverMetrics | None) -> Runtime:
     renderer = build_renderer(config, str(path) if path else "<config>")
-    return Runtime(config, renderer, build_smtp(config, metrics), path)
+    pool = RenderPool(renderer, config.render_workers)
+    return Runtime(config, renderer, build_smtp(config, metrics), path, pool)
 
 
 async def reload_runtime(current: Runtime, metrics: ReceiverMetrics) -> Runtime:

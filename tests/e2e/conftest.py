@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from receiver.stack import Ports, Stack, missing_packages
+from receiver.stack import Stack, missing_packages
+from receiver.stack_config import Ports
 from tests.e2e.helpers import LogWriter
 
 

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from receiver.demo import run_demo
-from receiver.stack import Ports, Stack, missing_packages, scale_promql, scale_rules
+from receiver.stack import Stack, missing_packages
+from receiver.stack_config import Ports, scale_promql, scale_rules
 from tests.deploy.helpers import RULES_DIR, rule_files
 
 

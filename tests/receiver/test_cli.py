@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_fixture
-from tests.receiver.apphelpers import TOKEN, parse, wait_mail
+from tests.receiver.apphelpers import TOKEN, parse, wait_for, wait_mail
 from tests.smtp_servers import closed_port, smtp_sink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,7 +196,9 @@ async def test_sigterm_lets_inflight_send_finish(
         cfg = write_config(tmp_path, sink.port)
         url = await asyncio.to_thread(start_receiver, cfg, receiver_proc)
         assert await asyncio.to_thread(post, url, load_fixture("firing_single.json")) == 200
-        await asyncio.sleep(0.4)
+        # The send is under way (connected; the server answers DATA a second later).
+        await wait_for(lambda: sink.connections >= 1, timeout=20, what="the SMTP connection")
+        await asyncio.sleep(0.2)
         receiver_proc[0].send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(receiver_proc[0].wait, 20) == 0
         assert len(sink.messages) == 1  # finished before exit, not cut off
