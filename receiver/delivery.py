@@ -24,6 +24,7 @@ from receiver.render import envelope_address
 from receiver.runtime import Runtime
 from receiver.store import AttemptRecord, OutboxRow
 from receiver.store_async import AsyncStore
+from receiver.store_types import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,8 @@ class OutboxWorker:
         Returns the state stored, or None when it could not be stored."""
         for wait in (0.1, 0.5, 1.0, 2.0, 5.0, 10.0):
             try:
-                return await self.store.run(
-                    self.store.store.finish_attempt,
-                    outbox_id,
-                    self.clock(),
-                    state,
-                    attempts,
-                    **fields,
+                return await self.store.finish(
+                    Outcome(outbox_id, self.clock(), state, attempts, fields)
                 )
             except StoreError as exc:
                 log.warning(

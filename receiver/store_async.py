@@ -16,13 +16,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import IngestItem, IngestResult, Store
+from receiver.store_types import Outcome
 
 P = ParamSpec("P")
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 URGENT, BACKGROUND = 0, 1
 _STOP = object()
@@ -63,12 +66,65 @@ class _StoreThread:
         self._thread.join()
 
 
+class _GroupCommit(Generic[ItemT, ResultT]):
+    """Calls arriving while a commit runs are written together in the next one."""
+
+    def __init__(
+        self,
+        worker: _StoreThread,
+        priority: int,
+        write: Callable[[list[ItemT]], list[ResultT]],
+        name: str,
+    ) -> None:
+        self._worker = worker
+        self._priority = priority
+        self._write = write
+        self._name = name
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: ItemT) -> ResultT:
+        fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                items = [it for it, _ in batch]
+                job = functools.partial(self._write, items)
+                try:
+                    results = await asyncio.wrap_future(self._worker.submit(self._priority, job))
+                except StoreError as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                except BaseException as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(StoreError(f"store write failed: {exc!r}"))
+                    raise
+                for (_, fut), res in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(res)
+        finally:
+            self._flusher = None
+
+    async def drain(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+
 class AsyncStore:
     def __init__(self, store: Store, worker: _StoreThread) -> None:
         self.store = store
         self._worker = worker
-        self._pending: list[tuple[IngestItem, asyncio.Future[IngestResult]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._ingests = _GroupCommit(worker, URGENT, store.ingest_batch, "alertmail-ingest")
+        self._outcomes = _GroupCommit(worker, BACKGROUND, store.finish_many, "alertmail-outcomes")
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
@@ -91,38 +147,15 @@ class AsyncStore:
         return await asyncio.wrap_future(self._worker.submit(URGENT, job))
 
     async def ingest(self, item: IngestItem) -> IngestResult:
-        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="alertmail-store-flush")
-        return await fut
+        """Store one webhook; concurrent ingests share a transaction."""
+        return await self._ingests.submit(item)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    results = await self.run_urgent(
-                        self.store.ingest_batch, [it for it, _ in batch]
-                    )
-                except StoreError as exc:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                except BaseException as exc:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(StoreError(f"store write failed: {exc!r}"))
-                    raise
-                for (_, fut), res in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(res)
-        finally:
-            self._flusher = None
+    async def finish(self, outcome: Outcome) -> str:
+        """Record a delivery outcome; outcomes arriving together share a transaction."""
+        return await self._outcomes.submit(outcome)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._ingests.drain()
+        await self._outcomes.drain()
         await self.run(self.store.close)
         await asyncio.to_thread(self._worker.shutdown)

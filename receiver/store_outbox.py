@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, _outbox_row
+from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 if TYPE_CHECKING:
     from receiver.store import _Transaction
@@ -55,6 +55,28 @@ class OutboxQueries:
         now: float,
         state: str,
         attempts: Sequence[AttemptRecord],
+        **fields: Any,
+    ) -> str:
+        """Record an attempt; returns the state stored (a failed message that a newer one
+        for its thread and recipients replaced while it was being sent is 'superseded')."""
+        with self._tx() as db:
+            return self._finish(db, outbox_id, now, state, attempts, **fields)
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[str]:
+        """finish_attempt for several messages in one transaction (one fsync)."""
+        with self._tx() as db:
+            return [
+                self._finish(db, o.outbox_id, o.now, o.state, o.attempts, **o.fields)
+                for o in outcomes
+            ]
+
+    @staticmethod
+    def _finish(
+        db: sqlite3.Connection,
+        outbox_id: int,
+        now: float,
+        state: str,
+        attempts: Sequence[AttemptRecord],
         *,
         server: str | None = None,
         reply: str | None = None,
@@ -63,44 +85,41 @@ class OutboxQueries:
         recipients_result: str | None = None,
         reason: str | None = None,
     ) -> str:
-        """Record an attempt; returns the state stored (a failed message that a newer one
-        for its thread and recipients replaced while it was being sent is 'superseded')."""
-        with self._tx() as db:
-            if state == "retrying":
-                newer = db.execute(
-                    "SELECT 1 FROM outbox o, outbox n WHERE o.id=? AND o.supersede_key IS NOT "
-                    "NULL AND n.supersede_key=o.supersede_key AND n.id>o.id AND n.state IN "
-                    "('queued','retrying','sending','sent') LIMIT 1",
-                    (outbox_id,),
-                ).fetchone()
-                if newer is not None:
-                    state = "superseded"
-                    reason = "a newer message for the same thread and recipients was queued"
-            for a in attempts:
-                db.execute(
-                    "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
-                    "elapsed) VALUES (?,?,?,?,?,?,?,?)",
-                    (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
-                )
-            done = state in ("sent", "dead", "superseded")
+        if state == "retrying":
+            newer = db.execute(
+                "SELECT 1 FROM outbox o, outbox n WHERE o.id=? AND o.supersede_key IS NOT "
+                "NULL AND n.supersede_key=o.supersede_key AND n.id>o.id AND n.state IN "
+                "('queued','retrying','sending','sent') LIMIT 1",
+                (outbox_id,),
+            ).fetchone()
+            if newer is not None:
+                state = "superseded"
+                reason = "a newer message for the same thread and recipients was queued"
+        for a in attempts:
             db.execute(
-                "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
-                "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
-                "next_attempt_at=COALESCE(?, next_attempt_at), "
-                "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
-                "finished_at=? WHERE id=?",
-                (
-                    state,
-                    server,
-                    reply,
-                    error,
-                    next_attempt_at,
-                    recipients_result,
-                    reason,
-                    now if done else None,
-                    outbox_id,
-                ),
+                "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
+                "elapsed) VALUES (?,?,?,?,?,?,?,?)",
+                (outbox_id, now, a.server, int(a.ok), a.stage, a.code, a.message, a.elapsed),
             )
+        done = state in ("sent", "dead", "superseded")
+        db.execute(
+            "UPDATE outbox SET state=?, attempts=attempts+1, server=COALESCE(?, server), "
+            "reply=COALESCE(?, reply), last_error=COALESCE(?, last_error), "
+            "next_attempt_at=COALESCE(?, next_attempt_at), "
+            "recipients_result=COALESCE(?, recipients_result), reason=COALESCE(?, reason), "
+            "finished_at=? WHERE id=?",
+            (
+                state,
+                server,
+                reply,
+                error,
+                next_attempt_at,
+                recipients_result,
+                reason,
+                now if done else None,
+                outbox_id,
+            ),
+        )
         return state
 
     # -- operator commands --------------------------------------------------------------

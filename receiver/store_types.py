@@ -146,3 +146,14 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
     values = list(r)
     values[8] = bytes(values[8])
     return OutboxRow(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One delivery attempt's result, as finish_attempt takes it."""
+
+    outbox_id: int
+    now: float
+    state: str
+    attempts: Sequence[AttemptRecord]
+    fields: dict[str, Any] = field(default_factory=dict)
