@@ -124,6 +124,10 @@ class Dispatcher:
             except AlertmailError as exc:
                 log.error("dispatching notifications failed, will retry: %s", exc)
                 await asyncio.sleep(1.0)
+            except Exception:
+                # A bug must not stop dispatch for good: the notifications stay pending.
+                log.exception("dispatching notifications failed unexpectedly, will retry")
+                await asyncio.sleep(5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=5.0)
 
@@ -252,6 +256,8 @@ class Dispatcher:
         return jobs
 
     async def _render_all(self, jobs: Sequence[_EmailJob], now: float) -> None:
+        if not jobs:
+            return
         graphs = await asyncio.gather(*(self._graphs(job.n, now) for job in jobs))
         smtp = self.runtime.config.smtp
         pool = self.runtime.render_pool

@@ -75,6 +75,8 @@ class Scheduler:
                     self._on_queued()
             except AlertmailError as exc:
                 log.error("scheduled work failed, will retry: %s", exc)
+            except Exception:
+                log.exception("scheduled work failed unexpectedly, will retry")
             await asyncio.sleep(TICK)
 
     async def tick(self) -> int:
