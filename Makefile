@@ -28,6 +28,7 @@ demo: venv
 
 test: venv deps
 	$(VENV)/bin/ruff check receiver exporters tests bench
+	$(VENV)/bin/ruff format --check receiver exporters tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -ra
 

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 THREAD_MAX_AGE = 24 * 3600.0
 DEADMAN_SEEN_KEY = "deadman_last_seen"
 BATCH = 100
+PARSED_CACHE = 10_000
 
 
 def is_heartbeat(n: Notification, alertname: str) -> bool:
@@ -112,8 +113,17 @@ class Dispatcher:
         self.grapher = grapher
         self._on_queued = on_queued
         self._wake = asyncio.Event()
+        # Notifications the webhook handler has just parsed, so they are not parsed twice on
+        # the event loop; after a restart the stored payload is parsed instead.
+        self._parsed: dict[int, Notification] = {}
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def accepted(self, notification_id: int, n: Notification) -> None:
+        """The webhook handler stored ``n``: remember it (bounded) and start dispatching."""
+        if len(self._parsed) < PARSED_CACHE:
+            self._parsed[notification_id] = n
         self._wake.set()
 
     async def run(self) -> None:
@@ -144,6 +154,9 @@ class Dispatcher:
             total += len(rows)
 
     def _parse(self, nid: int, received_at: float, receiver: str, payload: str) -> _Item:
+        cached = self._parsed.pop(nid, None)
+        if cached is not None:
+            return _Item(nid, received_at, cached, DispatchPlan(nid, alerts=alert_records(cached)))
         try:
             n = parse_notification(json.loads(payload), receiver_override=receiver or None)
         except (ValueError, PayloadError) as exc:

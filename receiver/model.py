@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +17,6 @@ from receiver.errors import PayloadError
 
 # Go's zero time: what Alertmanager sends as endsAt for a firing alert.
 _GO_ZERO_YEAR = 1
-_TS_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$"
-)
 
 SEVERITY_RANK: dict[str, int] = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 """Lower sends first. Unknown severities rank between warning and info."""
@@ -40,31 +36,17 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise PayloadError(f"{what}: expected an RFC 3339 timestamp, got {type(value).__name__}")
-    m = _TS_RE.match(value)
-    if not m:
-        raise PayloadError(f"{what}: not an RFC 3339 timestamp: {value[:64]!r}")
-    year, month, day, hour, minute, second, frac, tz = m.groups()
-    if int(year) <= _GO_ZERO_YEAR:
-        return None
-    micro = int((frac or "0")[:6].ljust(6, "0"))
     try:
-        parsed = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            micro,
-            tzinfo=UTC,
-        )
+        # fromisoformat (3.11) takes Z, offsets and 9 fractional digits (kept to 6), and is
+        # an order of magnitude cheaper than a regex on the ingest path.
+        parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise PayloadError(f"{what}: {exc}: {value[:64]!r}") from exc
-    if tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        offset = sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-        parsed = datetime.fromtimestamp(parsed.timestamp() - offset, tz=UTC)
-    return parsed
+        raise PayloadError(f"{what}: not an RFC 3339 timestamp: {value[:64]!r}") from exc
+    if parsed.year <= _GO_ZERO_YEAR:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _str_map(value: object, what: str) -> dict[str, str]:

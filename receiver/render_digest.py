@@ -107,6 +107,7 @@ def digest_email(
     route: str,
 ) -> EmailMessage:
     """A digest or catch-up: a message of its own (its own thread), never a reply."""
+
     def context(per_group: int) -> dict[str, Any]:
         return digest_context(
             d, renderer=renderer, now=now, kind=kind, route=route, per_group=per_group

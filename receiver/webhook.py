@@ -135,7 +135,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         firing = len(n.firing)
         metrics.alerts.labels("firing").inc(firing)
         metrics.alerts.labels("resolved").inc(len(n.alerts) - firing)
-        app[DISPATCHER].wake()
+        app[DISPATCHER].accepted(result.notification_id, n)
     return web.json_response(
         {"status": "ok", "id": result.notification_id, "duplicate": result.duplicate}
     )
