@@ -37,6 +37,7 @@ THREAD_MAX_AGE = 24 * 3600.0
 DEADMAN_SEEN_KEY = "deadman_last_seen"
 BATCH = 100
 PARSED_CACHE = 10_000
+CHUNK = 20
 
 
 def is_heartbeat(n: Notification, alertname: str) -> bool:
@@ -82,12 +83,14 @@ class _EmailJob:
 
 def _chunks(items: list[_Item]) -> list[list[_Item]]:
     """Split where a group repeats: a thread opened (or closed) by one notification must be
-    seen by the next one of its group, so those go in a later transaction."""
+    seen by the next one of its group, so those go in a later transaction. Chunks are also
+    kept small so the first emails of a storm are queued (and sent) while later ones render.
+    """
     chunks: list[list[_Item]] = [[]]
     seen: set[tuple[str, str]] = set()
     for it in items:
         key = (it.n.receiver, it.n.group_key) if it.n is not None else ("", str(it.nid))
-        if key in seen:
+        if key in seen or len(chunks[-1]) >= CHUNK:
             chunks.append([])
             seen.clear()
         seen.add(key)
