@@ -148,6 +148,8 @@ def create_app(
             )
         session = aiohttp.ClientSession()
         app[HTTP_SESSION] = session
+        if runtime.render_pool is not None and config.smtp is not None and config.routes:
+            runtime.render_pool.warm_up()
         grapher = AlertGrapher(
             config.prometheus,
             session,

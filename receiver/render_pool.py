@@ -83,6 +83,10 @@ def _init_worker(templates_dir: str | None, timezone: str) -> None:
     _worker_renderer = Renderer(Path(templates_dir) if templates_dir else None, ZoneInfo(timezone))
 
 
+def _ready() -> bool:
+    return _worker_renderer is not None
+
+
 def _render_in_worker(job: AlertJob) -> Rendered:
     assert _worker_renderer is not None
     return render_alert(_worker_renderer, job)
@@ -108,6 +112,14 @@ class RenderPool:
                 initargs=(str(tdir) if tdir else None, self.renderer.timezone.key),
             )
         return self._pool
+
+    def warm_up(self) -> None:
+        """Start the workers now: a storm's first emails should not wait for interpreters
+        to start (a few hundred milliseconds each)."""
+        if self.workers > 0:
+            pool = self._executor()
+            for _ in range(self.workers):
+                pool.submit(_ready)
 
     async def render(self, job: AlertJob) -> Rendered:
         if self.workers <= 0:

@@ -36,6 +36,8 @@ def make_config(tmp_path: Path, servers: list[dict[str, Any]], **extra: Any) -> 
         },
         "routes": [{"email": ["oncall@example.com"]}],
         "timezone": "Europe/Berlin",
+        # One render process per test app is enough (the default is 2).
+        "render_workers": 1,
     }
     data.update(extra)
     return config_from_dict(data)
