@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-import receiver.app as app_module
 from receiver.app import create_app
 from receiver.config import Config
-from receiver.web import has_route, setup_web
-from receiver.web.pages import overview_page
-from tests.receiver.apphelpers import Running, make_config
+from tests.receiver.apphelpers import Running, make_config, running
 
 UI_USER, UI_PASSWORD = "ops", "s3cret"
 UI_AUTH = aiohttp.encode_basic_auth(UI_USER, UI_PASSWORD)
@@ -35,26 +29,13 @@ def ui_config(
 
 
 def build_app(config: Config, **kw: Any) -> web.Application:
-    """create_app + setup_web, whether or not app.py wires the pages in yet."""
-    with contextlib.ExitStack() as stack:
-        if hasattr(app_module, "status_page"):  # the placeholder "/" page: ours instead
-            stack.enter_context(mock.patch.object(app_module, "status_page", overview_page))
-        app = create_app(config, **kw)
-    if not has_route(app, "GET", "/api/overview"):
-        setup_web(app)
-    return app
+    """The receiver's own app: create_app wires the pages in."""
+    return create_app(config, **kw)
 
 
-@contextlib.asynccontextmanager
-async def running_ui(config: Config, **kw: Any) -> AsyncIterator[Running]:
-    app = build_app(config, **kw)
-    srv = TestServer(app, host="127.0.0.1", port=0)
-    await srv.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Running(app, str(srv.make_url("")).rstrip("/"), session)
-    finally:
-        await srv.close()
+def running_ui(config: Config, **kw: Any) -> contextlib.AbstractAsyncContextManager[Running]:
+    """The real app, pages included, on a real socket (the same helper as the other tests)."""
+    return running(config, **kw)
 
 
 async def get(
