@@ -46,6 +46,7 @@ MAX_GRAPHS = 5  # per email: each is ~20-40 KB of attachment and a query against
 LEAD_S = 3600.0  # history shown before the alert started: what "normal" looked like
 MIN_WINDOW_S = 3600.0
 MAX_WINDOW_S = 86400.0
+MIN_TRIMMED_S = 300.0
 MAX_SERIES = 20  # beyond this an unfiltered comparison's left side is restricted (see below)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -121,6 +122,15 @@ def _matches_alert(series: Series, alerts: Sequence[Alert]) -> bool:
     # An alert's labels are its series' labels (minus __name__) plus the rule's labels.
     items = {(k, v) for k, v in series.labels.items() if k != "__name__"}
     return any(items <= set(a.labels.items()) for a in alerts)
+
+
+def _trimmed_start(start: float, end: float, series: Sequence[Series]) -> float:
+    """Start the x axis shortly before the first sample: a Prometheus (or a metric) younger
+    than the window would otherwise leave the picture empty but for a sliver at the right."""
+    first = min((s.values[0][0] for s in series if s.values), default=None)
+    if first is None or first <= start:
+        return start
+    return max(start, min(first - (end - first) * 0.1, end - MIN_TRIMMED_S))
 
 
 class AlertGrapher:
@@ -233,7 +243,7 @@ class AlertGrapher:
             return None
         if req.threshold is not None and len(series) > MAX_SERIES:
             series = [s for s in series if _matches_alert(s, group)] or series[:MAX_SERIES]
-        req = replace(req, series=series)
+        req = replace(req, series=series, start=_trimmed_start(req.start, req.end, series))
         try:
             async with asyncio.timeout_at(deadline):
                 loop = asyncio.get_running_loop()

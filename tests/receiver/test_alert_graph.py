@@ -226,3 +226,19 @@ async def test_default_process_pool(
         assert "fp1" in again and time.monotonic() - t0 < 2
     finally:
         await grapher.close()
+
+
+def test_axis_starts_shortly_before_the_first_sample() -> None:
+    from receiver.alert_graph import _trimmed_start
+    from receiver.prometheus import Series
+
+    end = 10_000.0
+    young = [Series({"a": "1"}, [(9_700.0, 1.0), (10_000.0, 2.0)])]
+    # Data only in the last 300 s of an hour: the axis starts just before it.
+    assert _trimmed_start(end - 3600, end, young) == end - 330
+    # Never narrower than five minutes, never wider than asked, unchanged with old data.
+    tiny = [Series({}, [(9_990.0, 1.0)])]
+    assert _trimmed_start(end - 3600, end, tiny) == end - 300
+    old = [Series({}, [(1_000.0, 1.0)])]
+    assert _trimmed_start(end - 3600, end, old) == end - 3600
+    assert _trimmed_start(end - 3600, end, []) == end - 3600
