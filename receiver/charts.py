@@ -160,7 +160,14 @@ def timeseries_png(
     for i, (_s, t, v) in enumerate(drawn):
         color = PALETTE[i % len(PALETTE)]
         x = _to_num(t)
+        # A sample with no neighbour (a series that just appeared, or between gaps) draws no
+        # line: mark it so a fresh spike is still visible.
+        before = np.concatenate(([np.nan], v[:-1]))
+        after = np.concatenate((v[1:], [np.nan]))
+        isolated = ~np.isnan(v) & np.isnan(before) & np.isnan(after)
         ax.plot(x, v, color=color, linewidth=1.2, solid_joinstyle="round")
+        if isolated.any():
+            ax.plot(x[isolated], v[isolated], "o", color=color, markersize=3)
         if len(drawn) == 1:  # a light fill reads well for one series, as mud for many
             ax.fill_between(x, v, np.nanmin(v), color=color, alpha=0.12, linewidth=0)
         legend.append((legend_label(distinct[i], legend_format, fallback_name), color))

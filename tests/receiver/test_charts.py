@@ -179,3 +179,16 @@ async def test_chart_from_real_prometheus(prometheus_fill: PromFill) -> None:
     assert colours(pixels(png)[40:200, 60:590]) > 10
     png = timeseries_png(mem, width=600, height=250, unit="bytes", start=start, end=end)
     assert colours(pixels(png)[40:200, 60:590]) > 10
+
+
+def test_a_lone_sample_is_still_drawn() -> None:
+    # A series that appeared at the last step has one sample: a line alone would draw nothing.
+    from receiver.charts import PALETTE
+
+    lone = Series({"job": "new"}, [(T0 + 3540, 5.0)])
+    png = timeseries_png([lone], width=400, height=200, start=T0, end=T0 + 3600, step=60)
+    rgb = tuple(int(PALETTE[0].lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    img = pixels(png)[:, :, :3].astype(int)
+    plot_area = img[: img.shape[0] * 2 // 3]  # above the legend, whose swatch has the colour
+    near = np.abs(plot_area - np.array(rgb)).sum(axis=2) < 60
+    assert near.sum() >= 4
