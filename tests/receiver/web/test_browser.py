@@ -17,7 +17,7 @@ import yaml
 
 from receiver.app import reload_app
 from tests.conftest import load_fixture
-from tests.receiver.apphelpers import server
+from tests.receiver.apphelpers import Running, server
 from tests.receiver.web.test_pages import first_delivery, wait_state
 from tests.receiver.web.webhelpers import UI_PASSWORD, UI_USER, running_ui, ui_config
 from tests.smtp_servers import closed_port, smtp_sink
@@ -111,25 +111,38 @@ async def test_delivery_appears_live_then_shows_the_email(tmp_path: Path, browse
 
 
 async def test_smtp_down_shows_retrying_and_error(tmp_path: Path, browser: Browser) -> None:
-    async with closed_port() as dead, running_ui(ui_config(tmp_path, [server(dead)])) as rx:
-        await rx.post(load_fixture("firing_single.json"))
-        outbox_id = await first_delivery(rx)
-        await wait_state(rx, outbox_id, "retrying")
-        page, errors = await new_page(browser, rx.url, color_scheme="dark", **PHONE)
-        await page.goto("/")
-        await expect(page.locator(".health-failing").first).to_be_visible()
-        await shot(page, "overview-phone-dark")
-        await page.goto("/deliveries?state=retrying")
-        await expect(page.locator("tbody .badge.state-retrying").first).to_be_visible()
-        await page.get_by_label("Delivery details").first.click()
-        await expect(page.locator(".error-text").first).to_contain_text("Connect call failed")
-        await expect(page.locator(".status-line")).to_contain_text("retry in")
-        await shot(page, "delivery-retrying-phone-dark")
-        await page.locator("iframe.email").scroll_into_view_if_needed()
-        await page.screenshot(path=str(ARTIFACTS / "delivery-retrying-phone-dark-email.png"))
-        bg = await page.evaluate("getComputedStyle(document.body).backgroundColor")
-        assert bg == "rgb(17, 20, 24)"  # the dark palette is in use
-        assert errors == []
+    async with closed_port() as dead:
+        # A long first backoff: the delivery stays "retrying" while the page is looked at,
+        # instead of flickering through "sending" on the next attempt.
+        smtp = {
+            "from": "Alerts <alerts@example.com>",
+            "servers": [server(dead)],
+            "retry": {"initial": "60s", "max": "5m"},
+        }
+        cfg = ui_config(tmp_path, [server(dead)], smtp=smtp)
+        async with running_ui(cfg) as rx:
+            await _retrying_delivery_pages(rx, browser)
+
+
+async def _retrying_delivery_pages(rx: Running, browser: Browser) -> None:
+    await rx.post(load_fixture("firing_single.json"))
+    outbox_id = await first_delivery(rx)
+    await wait_state(rx, outbox_id, "retrying")
+    page, errors = await new_page(browser, rx.url, color_scheme="dark", **PHONE)
+    await page.goto("/")
+    await expect(page.locator(".health-failing").first).to_be_visible()
+    await shot(page, "overview-phone-dark")
+    await page.goto("/deliveries?state=retrying")
+    await expect(page.locator("tbody .badge.state-retrying").first).to_be_visible()
+    await page.get_by_label("Delivery details").first.click()
+    await expect(page.locator(".error-text").first).to_contain_text("Connect call failed")
+    await expect(page.locator(".status-line")).to_contain_text("retry in")
+    await shot(page, "delivery-retrying-phone-dark")
+    await page.locator("iframe.email").scroll_into_view_if_needed()
+    await page.screenshot(path=str(ARTIFACTS / "delivery-retrying-phone-dark-email.png"))
+    bg = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg == "rgb(17, 20, 24)"  # the dark palette is in use
+    assert errors == []
 
 
 def _config_file(path: Path, tmp_path: Path, smtp_port: int) -> None:
