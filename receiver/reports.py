@@ -32,7 +32,6 @@ from receiver.report_build import BuildJob, Built, build_report
 from receiver.report_draw import Drawer
 from receiver.runtime import Runtime
 from receiver.store_async import AsyncStore
-from receiver.store_reports import report_queries
 from receiver.store_types import NewMessage
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class ReportRunner:
         self._done: dict[str, float] = {}  # name -> last period end known to be queued
         self._retry_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
-        self._q = report_queries(store.store)
+        self._q = store.store
 
     # -- scheduling ---------------------------------------------------------------------
     def _schedule(self, report: ReportConfig) -> CronSchedule:

@@ -10,25 +10,16 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from receiver.store_mixin import StoreMixin
+
 if TYPE_CHECKING:
-    from receiver.store import NewMessage, _Transaction
+    from receiver.store import NewMessage
 
 StoredNotification = tuple[int, float, str, str]
 """(notification id, received_at, receiver, payload JSON)"""
 
 
-class BatchQueries:
-    _db: sqlite3.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> _Transaction: ...
-
-        @staticmethod
-        def _insert_message(
-            db: sqlite3.Connection, m: NewMessage, now: float
-        ) -> tuple[int, int]: ...
-
+class BatchQueries(StoreMixin):
     # -- flood budget -------------------------------------------------------------------
     def flood_counts(self, recipients: Sequence[str], since: float) -> dict[str, int]:
         out = dict.fromkeys(recipients, 0)

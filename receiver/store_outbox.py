@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from receiver.store_mixin import StoreMixin
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
-if TYPE_CHECKING:
-    from receiver.store import _Transaction
 
-
-class OutboxQueries:
-    _db: sqlite3.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> _Transaction: ...
-
+class OutboxQueries(StoreMixin):
     # -- delivery ---------------------------------------------------------------------
     def recover_sending(self) -> int:
         """After a crash, messages caught mid-send go back to the queue (at-least-once)."""

@@ -11,8 +11,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from receiver.store_mixin import StoreMixin
+
 if TYPE_CHECKING:
-    from receiver.store import NewMessage, Store, _Transaction
+    from receiver.store import NewMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +28,7 @@ class NotifiedEmail:
     alertnames: tuple[str, ...]  # empty for digests: their outbox rows carry no notification
 
 
-class ReportQueries:
-    _db: sqlite3.Connection
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> _Transaction: ...
-
-        @staticmethod
-        def _insert_message(
-            db: sqlite3.Connection, m: NewMessage, now: float
-        ) -> tuple[int, int]: ...
-
+class ReportQueries(StoreMixin):
     def report_first_seen(self, name: str, now: float) -> float:
         """When this report was first scheduled (recorded as ``now`` the first time asked)."""
         with self._tx() as db:
@@ -115,29 +106,3 @@ class ReportQueries:
                 )
             )
         return out
-
-
-def report_queries(store: Store) -> ReportQueries:
-    """The report queries on ``store``'s connection.
-
-    Transitional: once ``Store`` mixes in ReportQueries this returns the store itself; until
-    then a thin view over the same connection and transaction helper does the same work.
-    """
-    if isinstance(store, ReportQueries):
-        return store
-    return _View(store)
-
-
-class _View(ReportQueries):
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._db = store._db
-
-    def _tx(self) -> _Transaction:
-        return self._store._tx()
-
-    @staticmethod
-    def _insert_message(db: sqlite3.Connection, m: NewMessage, now: float) -> tuple[int, int]:
-        from receiver.store import Store
-
-        return Store._insert_message(db, m, now)
