@@ -78,10 +78,6 @@ class OutboxWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    @property
-    def inflight(self) -> int:
-        return len(self._inflight)
-
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()

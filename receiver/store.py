@@ -149,14 +149,11 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         return [(int(r[0]), float(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     # -- threads ----------------------------------------------------------------------
-    def open_thread(self, route: str, group_key: str, now: float, max_age: float) -> Thread:
-        """The open thread of (route, group), or a new one: an incident lasts at most max_age."""
-        return self.open_threads([(route, group_key)], now, max_age)[(route, group_key)]
-
     def open_threads(
         self, keys: Sequence[tuple[str, str]], now: float, max_age: float
     ) -> dict[tuple[str, str], Thread]:
-        """open_thread for many (route, group) pairs in one transaction."""
+        """The open thread of each (route, group), or a new one (an incident lasts at most
+        max_age), in one transaction."""
         with self._tx() as db:
             return {key: self._open_thread(db, *key, now, max_age) for key in keys}
 
@@ -178,14 +175,6 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
             (route, group_key, now),
         )
         return Thread(int(cur.lastrowid or 0), route, group_key, now, None, None)
-
-    def thread(self, thread_id: int) -> Thread | None:
-        row = self._db.execute(
-            "SELECT id, route, group_key, opened_at, subject, root_message_id FROM threads "
-            "WHERE id=?",
-            (thread_id,),
-        ).fetchone()
-        return Thread(*row) if row else None
 
     # -- dispatch ---------------------------------------------------------------------
     def commit_dispatch(self, plan: DispatchPlan, now: float) -> Queued:

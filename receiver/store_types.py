@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-PENDING_STATES = ("queued", "retrying")
-
 
 @dataclass(frozen=True, slots=True)
 class IngestItem:
