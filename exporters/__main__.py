@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 if __name__ == "__main__":
-    # No cyclic GC while importing (pydantic builds many objects) and during a one-shot
+    # No cyclic GC while importing and during a one-shot
     # run; `run` turns it back on for the long-running server.
     gc.disable()
 
