@@ -1,6 +1,6 @@
 """Receiver benchmark: webhook ingest and end-to-end email latency, each against a baseline.
 
-    python bench/receiver.py [--quick] [--keep DIR]
+    python bench/receiver.py [--quick] [--only webhook|alertmanager] [--keep DIR]
 
 Everything runs on 127.0.0.1 and every server the bench starts, it stops:
 
@@ -968,12 +968,14 @@ async def run_alertmanager_phases(workdir: Path, s: Settings, rows: list[Row]) -
         rows += await phase_storm(am, sinks, s)
 
 
-async def run(s: Settings, workdir: Path) -> list[Row]:
+async def run(s: Settings, workdir: Path, only: str | None = None) -> list[Row]:
     rows: list[Row] = []  # the phases append as they finish, so a failure keeps the rest
     for name, phases in (
         ("webhook phases", run_webhook_phases),
         ("Alertmanager phases", run_alertmanager_phases),
     ):
+        if only is not None and not name.lower().startswith(only):
+            continue
         try:
             await phases(workdir, s, rows)
         except Exception as exc:
@@ -998,6 +1000,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="fewer requests and repetitions")
     p.add_argument("--keep", metavar="DIR", help="keep configs, databases and logs in DIR")
+    p.add_argument(
+        "--only",
+        choices=("webhook", "alertmanager"),
+        help="run only the webhook phases (1-3) or the Alertmanager phases (4-5)",
+    )
     p.add_argument("--serve", choices=("bare", "smtp"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -1011,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"alertmail receiver bench ({mode}), Python {python}, {os.cpu_count()} CPUs")
     started, load_before = time.monotonic(), os.getloadavg()[0]
     with _workdir(args.keep) as workdir:
-        rows = asyncio.run(run(settings, workdir))
+        rows = asyncio.run(run(settings, workdir, args.only))
         print_summary(rows)
     # Other work on the machine moves every figure; the load average says how much.
     print(

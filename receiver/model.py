@@ -52,6 +52,8 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
 def _str_map(value: object, what: str) -> dict[str, str]:
     if value is None:
         return {}
+    if type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items()):
+        return dict(value)  # what Alertmanager sends: checked without the slow path below
     if not isinstance(value, Mapping):
         raise PayloadError(f"{what}: expected an object of strings")
     out: dict[str, str] = {}
@@ -136,8 +138,14 @@ class Notification:
         Bodies of HA pairs and retries differ slightly, so only identities are compared.
         Resolved alerts are identified by fingerprint + startsAt (their occurrence).
         """
-        firing = sorted(f"{a.fingerprint}@{_iso(a.starts_at)}" for a in self.firing)
-        resolved = sorted(f"{a.fingerprint}@{_iso(a.starts_at)}" for a in self.resolved)
+        firing: list[str] = []
+        resolved: list[str] = []
+        for a in self.alerts:
+            (firing if a.status == "firing" else resolved).append(
+                f"{a.fingerprint}@{_iso(a.starts_at)}"
+            )
+        firing.sort()
+        resolved.sort()
         raw = json.dumps([self.receiver, self.group_key, firing, resolved])
         return hashlib.sha256(raw.encode()).hexdigest()
 

@@ -97,8 +97,13 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
     def close(self) -> None:
         self._db.close()
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self.path)
+    def _tx(self, *, durable: bool = True) -> _Transaction:
+        """A write transaction. ``durable=False`` for bookkeeping nobody outside has seen
+        yet (dispatch plans, threads): its commit skips the fsync. WAL frames are written in
+        order, so the next durable commit (the claim before any send, or an ingest) makes it
+        durable too; a power cut can only lose a suffix of such commits, which the
+        notification's 'pending' state then replays."""
+        return _Transaction(self._db, self.path, durable)
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
@@ -154,7 +159,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
     ) -> dict[tuple[str, str], Thread]:
         """The open thread of each (route, group), or a new one (an incident lasts at most
         max_age), in one transaction."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             return {key: self._open_thread(db, *key, now, max_age) for key in keys}
 
     @staticmethod
@@ -184,7 +189,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         """One transaction: supersede stale messages, queue new ones, record history,
         digest entries, flood budget and folds, and mark the notifications processed."""
         queued = Queued([], 0)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             for plan in plans:
                 self._apply_plan(db, plan, now, queued)
         return queued
@@ -364,18 +369,28 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path, durable: bool) -> None:
         self._db = db
         self._path = path
+        self._durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
         try:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._restore()
             raise StoreError(f"{self._path}: cannot start a write: {exc}") from exc
         return self._db
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self._end(exc)
+        finally:
+            self._restore()
+
+    def _end(self, exc: BaseException | None) -> None:
         if exc is not None:
             self._db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
@@ -387,3 +402,7 @@ class _Transaction:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise StoreError(f"{self._path}: commit failed: {err}") from err
+
+    def _restore(self) -> None:
+        if not self._durable:
+            self._db.execute("PRAGMA synchronous=FULL")

@@ -66,6 +66,10 @@ class _StoreThread:
         self._thread.join()
 
 
+# An item, the future its caller awaits, and what to run as soon as its result is known.
+_Call = tuple[ItemT, "asyncio.Future[ResultT]", Callable[[ResultT], None] | None]
+
+
 class _GroupCommit(Generic[ItemT, ResultT]):
     """Calls arriving while a commit runs are written together in the next one."""
 
@@ -80,12 +84,14 @@ class _GroupCommit(Generic[ItemT, ResultT]):
         self._priority = priority
         self._write = write
         self._name = name
-        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self._pending: list[_Call[ItemT, ResultT]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, item: ItemT) -> ResultT:
+    async def submit(
+        self, item: ItemT, on_done: Callable[[ResultT], None] | None = None
+    ) -> ResultT:
         fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+        self._pending.append((item, fut, on_done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name=self._name)
         return await fut
@@ -94,21 +100,23 @@ class _GroupCommit(Generic[ItemT, ResultT]):
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                items = [it for it, _ in batch]
+                items = [it for it, _, _ in batch]
                 job = functools.partial(self._write, items)
                 try:
                     results = await asyncio.wrap_future(self._worker.submit(self._priority, job))
                 except StoreError as exc:
-                    for _, fut in batch:
+                    for _, fut, _ in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
                 except BaseException as exc:
-                    for _, fut in batch:
+                    for _, fut, _ in batch:
                         if not fut.done():
                             fut.set_exception(StoreError(f"store write failed: {exc!r}"))
                     raise
-                for (_, fut), res in zip(batch, results, strict=True):
+                for (_, fut, on_done), res in zip(batch, results, strict=True):
+                    if on_done is not None:
+                        on_done(res)
                     if not fut.done():
                         fut.set_result(res)
         finally:
@@ -146,9 +154,16 @@ class AsyncStore:
         job = functools.partial(fn, *args, **kwargs)
         return await asyncio.wrap_future(self._worker.submit(URGENT, job))
 
-    async def ingest(self, item: IngestItem) -> IngestResult:
-        """Store one webhook; concurrent ingests share a transaction."""
-        return await self._ingests.submit(item)
+    async def ingest(
+        self, item: IngestItem, on_stored: Callable[[IngestResult], None] | None = None
+    ) -> IngestResult:
+        """Store one webhook; concurrent ingests share a transaction.
+
+        ``on_stored`` runs on the event loop as soon as the commit's result arrives, before
+        the result of any store job that ran after the commit (a dispatcher's query for
+        pending rows) is seen: one more step than awaiting the result would take.
+        """
+        return await self._ingests.submit(item, on_stored)
 
     async def finish(self, outcome: Outcome) -> str:
         """Record a delivery outcome; outcomes arriving together share a transaction."""

@@ -11,8 +11,10 @@ import binascii
 import hmac
 import json
 import logging
+import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from receiver.config import WebhookAuth
@@ -21,7 +23,7 @@ from receiver.errors import PayloadError, StoreError
 from receiver.keys import DISPATCHER, METRICS, RUNTIME, STORE
 from receiver.matchers import unquote_receiver
 from receiver.model import parse_notification
-from receiver.store import IngestItem
+from receiver.store import IngestItem, IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,22 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
     return bytes(buf)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _loads(body: bytes) -> tuple[Any, str]:
+    """The decoded body and the text to store (the body itself, when it is what it says)."""
+    try:
+        return orjson.loads(body), body.decode("utf-8")
+    except orjson.JSONDecodeError:
+        pass
+    # The stdlib takes what orjson refuses (huge integers, NaN, escaped lone surrogates):
+    # a body Alertmanager would not send, but a notification all the same. Surrogates
+    # become U+FFFD, as Go's encoder writes them, so nothing downstream chokes on them.
+    text = _SURROGATE.sub("\ufffd", json.dumps(json.loads(body), ensure_ascii=False))
+    return json.loads(text), text
+
+
 async def handle_webhook(request: web.Request) -> web.Response:
     app = request.app
     runtime = app[RUNTIME]
@@ -92,7 +110,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
             "set max_alerts in alertmanager.yml",
         )
     try:
-        raw: Any = json.loads(body)
+        raw, text = _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         metrics.webhooks.labels(label, "invalid").inc()
         return _error(400, f"body is not JSON: {exc}")
@@ -103,10 +121,6 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return _error(400, f"not an Alertmanager v4 notification: {exc}")
 
     label = n.receiver
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        text = json.dumps(raw)
     clock = app[DISPATCHER].clock
     deadman = config.deadman
     # A heartbeat repeats with the same alerts by design: never drop one as a duplicate.
@@ -120,8 +134,16 @@ async def handle_webhook(request: web.Request) -> web.Response:
         payload=text,
         dedup_window=0.0 if heartbeat else config.dedup_window,
     )
+    dispatcher = app[DISPATCHER]
+
+    def stored(result: IngestResult) -> None:
+        # Hands the parsed notification to the dispatcher before it can see the new row
+        # (else it would parse the stored payload again).
+        if not result.duplicate:
+            dispatcher.accepted(result.notification_id, n)
+
     try:
-        result = await app[STORE].ingest(item)
+        result = await app[STORE].ingest(item, stored)
     except StoreError as exc:
         log.error("cannot store notification for %s: %s", n.group_key, exc)
         metrics.webhooks.labels(label, "store_error").inc()
@@ -135,7 +157,5 @@ async def handle_webhook(request: web.Request) -> web.Response:
         firing = len(n.firing)
         metrics.alerts.labels("firing").inc(firing)
         metrics.alerts.labels("resolved").inc(len(n.alerts) - firing)
-        app[DISPATCHER].accepted(result.notification_id, n)
-    return web.json_response(
-        {"status": "ok", "id": result.notification_id, "duplicate": result.duplicate}
-    )
+    answer = {"status": "ok", "id": result.notification_id, "duplicate": result.duplicate}
+    return web.Response(body=orjson.dumps(answer), content_type="application/json")

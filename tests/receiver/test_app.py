@@ -242,3 +242,18 @@ async def test_burst_of_concurrent_webhooks_all_stored(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "alertmail.db")
     assert db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 300
     assert dispatched <= 300
+
+
+async def test_json_the_fast_parser_refuses_is_still_accepted_and_sent(tmp_path: Path) -> None:
+    # A lone surrogate escape and an integer beyond 64 bits are valid JSON that orjson
+    # refuses; such a body is still a notification (Alertmanager never retries a 4xx).
+    body = json.dumps(load_fixture("firing_single.json"))
+    body = body.replace('"truncatedAlerts": 0', '"truncatedAlerts": 123456789012345678901234567890')
+    body = body.replace('"summary": "', '"summary": "broken \\ud800 text ', 1)
+    assert "\\ud800" in body and "1234567890123456789012" in body
+    async with smtp_sink() as sink, running(make_config(tmp_path, [server(sink)])) as rx:
+        resp = await rx.post(body, headers={"Content-Type": "application/json"})
+        assert resp.status == 200, await resp.text()
+        (mail,) = await wait_mail(sink, 1)
+    text = mail.get_body(("plain",)).get_content()
+    assert "broken \ufffd text" in text  # the surrogate became U+FFFD, as Go writes it

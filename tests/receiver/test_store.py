@@ -169,3 +169,18 @@ def test_failed_send_superseded_by_newer_message_queued_meanwhile(tmp_path: Path
     assert s.finish_attempt(other, 7, "retrying", [], error="421", next_attempt_at=9) == (
         "retrying"
     )
+
+
+def test_bookkeeping_commits_skip_fsync_and_restore_full_sync(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    synchronous = lambda: s._db.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    assert synchronous() == 2  # FULL: an ingest's commit is on disk before the 200
+    with s._tx(durable=False) as db:
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync
+    assert synchronous() == 2
+    with pytest.raises(RuntimeError), s._tx(durable=False):
+        raise RuntimeError("a bug mid-transaction")
+    assert synchronous() == 2
+    assert not s._db.in_transaction
+    s.open_threads([("route", "group")], now=1.0, max_age=60.0)
+    assert synchronous() == 2
