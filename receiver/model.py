@@ -44,6 +44,8 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
         raise PayloadError(f"{what}: not an RFC 3339 timestamp: {value[:64]!r}") from exc
     if parsed.year <= _GO_ZERO_YEAR:
         return None
+    if parsed.tzinfo is UTC:  # "Z", as Alertmanager writes it
+        return parsed
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
@@ -52,8 +54,12 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
 def _str_map(value: object, what: str) -> dict[str, str]:
     if value is None:
         return {}
-    if type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items()):
-        return dict(value)  # what Alertmanager sends: checked without the slow path below
+    if type(value) is dict:  # decoded JSON: its keys are strings
+        for v in value.values():
+            if type(v) is not str:
+                break
+        else:
+            return dict(value)  # what Alertmanager sends: the common case, checked cheaply
     if not isinstance(value, Mapping):
         raise PayloadError(f"{what}: expected an object of strings")
     out: dict[str, str] = {}
@@ -161,7 +167,7 @@ def _fallback_fingerprint(labels: Mapping[str, str]) -> str:
 
 def parse_alert(raw: object, index: int) -> Alert:
     what = f"alerts[{index}]"
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise PayloadError(f"{what}: expected an object")
     labels = _str_map(raw.get("labels"), f"{what}.labels")
     status = raw.get("status", "firing")
