@@ -144,18 +144,25 @@ class StoreViews:
         self._db = store._db
 
     # -- overview (/) -------------------------------------------------------------------
-    def firing_alerts(self, limit: int = 200) -> tuple[list[FiringAlert], int]:
-        """Firing alerts, most severe then oldest first, and how many there are in all."""
+    def kv_get(self, key: str) -> str | None:
+        return self._store.kv_get(key)
+
+    def firing_alerts(
+        self, limit: int = 200, exclude: str | None = None
+    ) -> tuple[list[FiringAlert], int]:
+        """Firing alerts, most severe then oldest first, and how many there are in all;
+        without those named ``exclude`` (the dead man's switch, which always fires)."""
+        where = "status='firing' AND alertname IS NOT ?"
         total = int(
-            self._db.execute("SELECT COUNT(*) FROM alerts WHERE status='firing'").fetchone()[0]
+            self._db.execute(f"SELECT COUNT(*) FROM alerts WHERE {where}", (exclude,)).fetchone()[0]
         )
         rows = self._db.execute(
             "SELECT fingerprint, starts_at, alertname, severity, labels, annotations, "
-            "first_seen, last_seen FROM alerts WHERE status='firing' "
+            f"first_seen, last_seen FROM alerts WHERE {where} "
             "ORDER BY CASE lower(severity) WHEN 'critical' THEN 0 WHEN 'error' THEN 1 "
             "WHEN 'warning' THEN 2 WHEN 'info' THEN 3 ELSE 4 END, starts_at, alertname "
             "LIMIT ?",
-            (limit,),
+            (exclude, limit),
         ).fetchall()
         alerts = [
             FiringAlert(r[0], r[1], r[2], r[3], _json_map(r[4]), _json_map(r[5]), r[6], r[7])

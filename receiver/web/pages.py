@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from receiver.dispatcher import DEADMAN_SEEN_KEY
 from receiver.keys import DISPATCHER, RUNTIME, STORE
 from receiver.store_views import DeliveryFilter, StoreViews
 from receiver.units import parse_duration
@@ -18,6 +19,7 @@ from receiver.web.present import (
     STATES,
     alert_item,
     counts_item,
+    deadman_item,
     delivery_item,
     digest_item,
     health_items,
@@ -45,19 +47,21 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
     config = request.app[RUNTIME].config
     tz = config.tz
 
+    deadman = config.deadman.alertname if config.deadman else None
+
     def collect() -> tuple[Any, ...]:
         return (
-            v.firing_alerts(),
+            v.firing_alerts(exclude=deadman),
             v.delivery_counts(now - WINDOW),
             v.deliveries(DeliveryFilter(), RECENT, 0),
             v.queued_digests(),
             v.smtp_health(now - WINDOW),
             v.open_digest_windows(),
+            v.kv_get(DEADMAN_SEEN_KEY),
         )
 
-    (alerts, total), counts, (recent, _), digests, health, windows = await request.app[STORE].run(
-        collect
-    )
+    stored = await request.app[STORE].run(collect)
+    (alerts, total), counts, (recent, _), digests, health, windows, deadman_seen = stored
     return {
         "generated_at": iso(now),
         "generated": fmt_time(now, tz),
@@ -72,6 +76,7 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
         "digest_windows": window_items(config, windows, now, tz),
         "reports": report_items(config, request.app.get(REPORT_NEXT_RUN), now, tz),
         "smtp": health_items(config, health, now, tz),
+        "deadman": deadman_item(config, deadman_seen, now, tz),
     }
 
 
@@ -91,7 +96,9 @@ async def alerts_api(request: web.Request) -> web.StreamResponse:
     now = now_of(request)
     tz = request.app[RUNTIME].config.tz
     limit = int_param(request.query.get("limit"), 200, 1, 1000)
-    alerts, total = await request.app[STORE].run(views(request).firing_alerts, limit)
+    deadman = request.app[RUNTIME].config.deadman
+    exclude = deadman.alertname if deadman else None
+    alerts, total = await request.app[STORE].run(views(request).firing_alerts, limit, exclude)
     return web.json_response({"total": total, "items": [alert_item(a, now, tz) for a in alerts]})
 
 

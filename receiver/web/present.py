@@ -25,6 +25,7 @@ from receiver.store_views import (
     ServerHealth,
     StateCount,
 )
+from receiver.units import format_duration
 from receiver.web.common import fmt_age, fmt_time, iso
 
 NextRun = Callable[[str], float | None]
@@ -219,6 +220,26 @@ def report_items(
             }
         )
     return out
+
+
+def deadman_item(config: Config, seen: str | None, now: float, tz: ZoneInfo) -> dict[str, Any]:
+    """The dead man's switch: when its heartbeat alert last came, and whether that is late."""
+    dm = config.deadman
+    if dm is None:
+        return {"configured": False}
+    last = float(seen) if seen else None
+    if last is None:
+        state = "not seen yet"
+    else:
+        state = "silent: recipients alerted" if now - last > dm.after else "ok"
+    return {
+        "configured": True,
+        "alertname": dm.alertname,
+        "state": state,
+        "last_seen_at": iso(last),
+        "last_seen": f"{fmt_age(last, now)} ({fmt_time(last, tz)})" if last else "never",
+        "after": format_duration(dm.after),
+    }
 
 
 def health_items(

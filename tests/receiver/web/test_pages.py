@@ -13,7 +13,8 @@ import pytest
 
 from receiver.keys import STORE
 from tests.conftest import load_fixture
-from tests.receiver.apphelpers import TOKEN, Running, server, wait_mail
+from tests.receiver.apphelpers import TOKEN, FakeClock, Running, at, server, wait_mail
+from tests.receiver.test_deadman import watchdog
 from tests.receiver.web.webhelpers import UI_AUTH, get, get_json, running_ui, ui_config
 from tests.smtp_servers import closed_port, smtp_sink
 
@@ -265,3 +266,46 @@ async def test_open_digest_window_and_its_flush_time(tmp_path: Path) -> None:
     assert window["route"] == "team-digest" and window["notifications"] == 1
     assert window["next_flush"].endswith("m)") and "in " in window["next_flush"]
     assert "team-digest" in page
+
+
+async def test_watchdog_is_shown_as_the_dead_mans_switch_not_a_firing_alert(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(at("2026-12-03T10:00:00"))
+    deadman = {"alertname": "Watchdog", "after": "10m", "email": ["oncall@example.com"]}
+    async with (
+        smtp_sink() as sink,
+        running_ui(
+            ui_config(tmp_path, [server(sink)], deadman=deadman), clock=clock, run_scheduler=False
+        ) as rx,
+    ):
+        before = (await get_json(rx, "/api/overview"))["deadman"]
+        assert (await rx.post(watchdog())).status == 200
+        assert (await rx.post(load_fixture("firing_single.json"))).status == 200
+        for _ in range(50):  # until both are dispatched (alert history written)
+            seen = (await get_json(rx, "/api/overview"))["deadman"]["state"]
+            if seen == "ok" and (await get_json(rx, "/api/alerts"))["total"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        overview = await get_json(rx, "/api/overview")
+        alerts = await get_json(rx, "/api/alerts")
+        clock.now += 11 * 60
+        late = (await get_json(rx, "/api/overview"))["deadman"]
+        _, home, _ = await get(rx, "/")
+    assert before["configured"] and before["state"] == "not seen yet"
+    assert before["last_seen"] == "never"
+    assert overview["deadman"]["state"] == "ok"
+    assert overview["deadman"]["last_seen"].startswith("0s ago")
+    assert [a["alertname"] for a in overview["alerts"]["items"]] == ["HighErrorRate"]
+    assert overview["alerts"]["total"] == alerts["total"] == 1
+    assert late["state"].startswith("silent") and late["last_seen"].startswith("11m ago")
+    assert "Dead man&#39;s switch" in home or "Dead man's switch" in home
+    assert "Watchdog" in home
+
+
+async def test_no_dead_mans_switch_configured(tmp_path: Path) -> None:
+    async with smtp_sink() as sink, running_ui(ui_config(tmp_path, [server(sink)])) as rx:
+        overview = await get_json(rx, "/api/overview")
+        _, home, _ = await get(rx, "/")
+    assert overview["deadman"] == {"configured": False}
+    assert "Dead man" not in home
