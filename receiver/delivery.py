@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Any
 
 from receiver.channels.email import Attempt, PermanentFailure, SendResult, TemporaryFailure
@@ -29,6 +30,14 @@ from receiver.store_types import Outcome
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 1.0  # also picks up messages re-queued by `alertmail outbox retry`
+
+
+class Claimed(Enum):
+    """What a claim left the worker with."""
+
+    FULL = "every slot is taken"
+    MORE = "messages were started and slots are left"
+    IDLE = "nothing was due"
 
 
 def backoff_delay(attempts: int, initial: float, maximum: float, rand: float) -> float:
@@ -82,26 +91,35 @@ class OutboxWorker:
         while not self._stopping:
             self._wake.clear()
             try:
-                if await self._claim_and_start():
+                started = await self._claim_and_start()
+                if started is Claimed.MORE:
                     continue  # there may be more due right now
-                await self._sleep()
+                if started is Claimed.FULL:
+                    # Nothing can start before a delivery ends, and its end wakes us: no
+                    # need to ask the store when the next message is due (in a storm,
+                    # that would be one more store job per message sent).
+                    await self._wait(IDLE_POLL)
+                else:
+                    await self._sleep()
             except StoreError as exc:
                 # The database is busy or failing: the queue is still there; try again soon.
                 log.error("%s outbox not readable, retrying: %s", self.channel, exc)
                 await asyncio.sleep(IDLE_POLL)
 
-    async def _claim_and_start(self) -> bool:
-        """Start deliveries for due messages; True when every free slot was filled."""
+    async def _claim_and_start(self) -> Claimed:
+        """Start deliveries for due messages."""
         limit = self.concurrency()
         free = limit - len(self._inflight)
         if free <= 0:
-            return False
+            return Claimed.FULL if limit > 0 else Claimed.IDLE
         rows = await self.store.run(self.store.store.claim_due, self.channel, self.clock(), free)
         for row in rows:
             task = asyncio.create_task(self._guarded(row), name=f"{self.channel}-{row.id}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
-        return bool(rows) and len(self._inflight) < limit
+        if not rows:
+            return Claimed.IDLE
+        return Claimed.MORE if len(self._inflight) < limit else Claimed.FULL
 
     async def _guarded(self, row: OutboxRow) -> None:
         try:
@@ -121,6 +139,9 @@ class OutboxWorker:
         due = await self.store.run(self.store.store.next_due_at, self.channel)
         if due is not None:
             timeout = min(IDLE_POLL, max(0.0, due - self.clock()))
+        await self._wait(timeout)
+
+    async def _wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.005))
 

@@ -30,11 +30,15 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
+from receiver import render_mime
 from receiver.errors import TemplateError
 from receiver.model import Notification
 from receiver.render_context import (
     MAX_ALERTS,
+    AlertView,
+    Counts,
     Detail,
+    Link,
     aware,
     format_time,
     notification_context,
@@ -64,6 +68,15 @@ class InlineImage:
     data: bytes
     subtype: str = "png"
     filename: str = "graph.png"
+
+
+@dataclass(frozen=True)
+class WireEmail:
+    """An email ready for SMTP DATA, with the header values the outbox records."""
+
+    data: bytes
+    message_id: str
+    subject: str
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,24 @@ def _describe(exc: BaseException, name: str) -> str:
     return f"{_error_location(exc, name)}: {message or f'{type(exc).__name__}: {exc}'}"
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with a shortcut for the objects an alert email reads most.
+
+    An email reads a few hundred attributes; the sandbox checks each against the lists of
+    internal attributes and of mutating methods (the latter with isinstance checks on
+    abstract base classes). For the frozen view objects of render_context and Jinja's own
+    loop object those checks can refuse nothing but a name starting with "_", so that is
+    all that is checked for them. Every other object gets the full checks.
+    """
+
+    _PLAIN: frozenset[type] = frozenset({AlertView, Link, Counts, jinja2.runtime.LoopContext})
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if type(obj) in self._PLAIN:
+            return not attr.startswith("_")
+        return bool(super().is_safe_attribute(obj, attr, value))
+
+
 class Renderer:
     def __init__(self, templates_dir: Path | None, timezone: ZoneInfo) -> None:
         self.templates_dir = templates_dir
@@ -131,7 +162,7 @@ class Renderer:
         if templates_dir is not None:
             loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
         loaders.append(jinja2.FileSystemLoader(str(packaged_templates_dir())))
-        self._env = ImmutableSandboxedEnvironment(
+        self._env = _Sandbox(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
@@ -221,8 +252,49 @@ class Renderer:
         images: Sequence[InlineImage] = (),
         graph_cids: Mapping[str, str] = {},
     ) -> EmailMessage:
+        """The alert email as a message object (previews, ``check``); see `alert_wire`."""
+        fields, html, text = self._alert_content(
+            n, sender, recipients, message_id, thread, now, graph_cids
+        )
+        msg = self._message_with(fields)
+        self._bodies(msg, html, text, images)
+        return msg
+
+    def alert_wire(
+        self,
+        n: Notification,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        message_id: str,
+        thread: ThreadRef,
+        now: datetime,
+        images: Sequence[InlineImage] = (),
+        graph_cids: Mapping[str, str] = {},
+    ) -> WireEmail:
+        """The alert email as it is sent: the same message as `alert_email`, serialised
+        without building the message object (see receiver.render_mime)."""
+        fields, html, text = self._alert_content(
+            n, sender, recipients, message_id, thread, now, graph_cids
+        )
+        headers = [render_mime.header(name, value) for name, value in fields]
+        data = render_mime.alert_message(headers, html, text, _attachments(images))
+        values = {name: h.value for (name, _), h in zip(fields, headers, strict=True)}
+        return WireEmail(data, values["Message-ID"], values["Subject"])
+
+    def _alert_content(
+        self,
+        n: Notification,
+        sender: str,
+        recipients: Sequence[str],
+        message_id: str,
+        thread: ThreadRef,
+        now: datetime,
+        graph_cids: Mapping[str, str],
+    ) -> tuple[list[tuple[str, str]], str, str]:
+        """(header fields, html, text) of an alert email."""
         subject = header_value(thread.subject, MAX_SUBJECT) if thread.subject else ""
-        msg = self._headers(
+        fields = self._header_fields(
             sender=sender,
             to=recipients,
             subject=subject or self.thread_subject(n),
@@ -231,11 +303,9 @@ class Renderer:
         )
         if thread.root_message_id:
             root = header_value(thread.root_message_id)
-            msg["In-Reply-To"] = root
-            msg["References"] = root
+            fields += [("In-Reply-To", root), ("References", root)]
         html, text = self.alert_bodies(n, now=now, graph_cids=graph_cids)
-        self._bodies(msg, html, text, images)
-        return msg
+        return fields, html, text
 
     # --- test email -----------------------------------------------------------------------
 
@@ -336,39 +406,66 @@ class Renderer:
     def _headers(
         self, *, sender: str, to: Sequence[str], subject: str, message_id: str, now: datetime
     ) -> EmailMessage:
+        return self._message_with(
+            self._header_fields(
+                sender=sender, to=to, subject=subject, message_id=message_id, now=now
+            )
+        )
+
+    @staticmethod
+    def _message_with(fields: Sequence[tuple[str, str]]) -> EmailMessage:
         # policy.SMTP: CRLF line endings and RFC 2047 encoding of non-ASCII header text. It
-        # also refuses CR/LF in header values; sanitising first turns that into clean text
-        # instead of an exception, so a hostile label cannot block a notification either.
+        # also refuses CR/LF in header values; the fields are sanitised first, so a hostile
+        # label becomes clean text instead of an exception that blocks a notification.
         msg = EmailMessage(policy=email.policy.SMTP)
-        msg["From"] = header_value(sender)
-        msg["To"] = ", ".join(header_value(r) for r in to if r.strip())
-        msg["Subject"] = subject
-        msg["Date"] = email.utils.format_datetime(aware(now).astimezone(self.timezone))
-        msg["Message-ID"] = header_value(message_id)
-        # RFC 3834 / Exchange: keep vacation responders and auto-replies from looping back.
-        # (Precedence: bulk is left out: non-standard, and some filters treat it as spam.)
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "All"
+        for name, value in fields:
+            msg[name] = value
         return msg
+
+    def _header_fields(
+        self, *, sender: str, to: Sequence[str], subject: str, message_id: str, now: datetime
+    ) -> list[tuple[str, str]]:
+        return [
+            ("From", header_value(sender)),
+            ("To", ", ".join(header_value(r) for r in to if r.strip())),
+            ("Subject", subject),
+            ("Date", email.utils.format_datetime(aware(now).astimezone(self.timezone))),
+            ("Message-ID", header_value(message_id)),
+            # RFC 3834 / Exchange: keep vacation responders and auto-replies from looping
+            # back. (Precedence: bulk is left out: non-standard, and some filters treat it
+            # as spam.)
+            ("Auto-Submitted", "auto-generated"),
+            ("X-Auto-Response-Suppress", "All"),
+        ]
 
     @staticmethod
     def _bodies(msg: EmailMessage, html: str, text: str, images: Sequence[InlineImage]) -> None:
         msg.set_content(text, subtype="plain", charset="utf-8")
         msg.add_alternative(html, subtype="html", charset="utf-8")
-        if not images:
+        attachments = _attachments(images)
+        if not attachments:
             return
         html_part = next(p for p in msg.iter_parts() if p.get_content_type() == "text/html")
-        for image in images:
-            cid = image.cid.strip("<>")
-            if not _CID_RE.match(cid):
-                log.warning("skipping inline image with an unsafe content-id")
-                continue
+        for a in attachments:
             # add_related turns the text/html part into multipart/related around it.
             html_part.add_related(
-                image.data,
+                a.data,
                 maintype="image",
-                subtype=image.subtype,
-                cid=f"<{cid}>",
-                filename=header_value(image.filename, 100) or "image",
+                subtype=a.subtype,
+                cid=a.cid,
+                filename=a.filename,
                 disposition="inline",
             )
+
+
+def _attachments(images: Sequence[InlineImage]) -> list[render_mime.Attachment]:
+    """The images fit to go inline: each with a safe content-id and a header-safe name."""
+    out = []
+    for image in images:
+        cid = image.cid.strip("<>")
+        if not _CID_RE.match(cid):
+            log.warning("skipping inline image with an unsafe content-id")
+            continue
+        filename = header_value(image.filename, 100) or "image"
+        out.append(render_mime.Attachment(image.data, image.subtype, f"<{cid}>", filename))
+    return out

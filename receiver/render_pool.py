@@ -48,7 +48,7 @@ def render_alert(renderer: Renderer, job: AlertJob) -> Rendered:
     n = job.n
     message_id = make_message_id(job.sender)
     try:
-        msg = renderer.alert_email(
+        wire = renderer.alert_wire(
             n,
             sender=job.sender,
             recipients=job.recipients,
@@ -70,7 +70,8 @@ def render_alert(renderer: Renderer, job: AlertJob) -> Rendered:
             root=job.thread_root,
             now=job.now,
         )
-    return msg.as_bytes(policy=SMTP), str(msg["Message-ID"]), str(msg["Subject"])
+        return msg.as_bytes(policy=SMTP), str(msg["Message-ID"]), str(msg["Subject"])
+    return wire.data, wire.message_id, wire.subject
 
 
 # One Renderer per worker process, made by the pool's initializer: state of that process,
@@ -87,9 +88,24 @@ def _ready() -> bool:
     return _worker_renderer is not None
 
 
-def _render_in_worker(job: AlertJob) -> Rendered:
+def _render_in_worker(jobs: list[AlertJob]) -> list[Rendered | Exception]:
     assert _worker_renderer is not None
-    return render_alert(_worker_renderer, job)
+    out: list[Rendered | Exception] = []
+    for job in jobs:
+        try:
+            out.append(render_alert(_worker_renderer, job))
+        except Exception as exc:  # one email's failure is that email's, not its batch's
+            out.append(exc)
+    return out
+
+
+# Renders asked for in one turn of the event loop (a dispatcher chunk) are sent to the
+# workers in about this many batches per worker: each batch is one pickle and one pipe
+# round trip instead of one per email, and more batches than workers keep both busy when
+# one runs slower.
+BATCHES_PER_WORKER = 2
+
+_Waiting = tuple[AlertJob, "asyncio.Future[Rendered]"]
 
 
 class RenderPool:
@@ -99,6 +115,8 @@ class RenderPool:
         self.renderer = renderer
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._waiting: list[_Waiting] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -125,17 +143,57 @@ class RenderPool:
         if self.workers <= 0:
             return await asyncio.to_thread(render_alert, self.renderer, job)
         loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Rendered] = loop.create_future()
+        self._waiting.append((job, fut))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._submit_waiting)
+        return await fut
+
+    def _submit_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        size = -(-len(waiting) // (BATCHES_PER_WORKER * self.workers))
+        for i in range(0, len(waiting), size):
+            task = asyncio.create_task(self._render_batch(waiting[i : i + size]))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _render_batch(self, batch: list[_Waiting]) -> None:
+        jobs = [job for job, _ in batch]
+        executor = self._executor()
         try:
-            return await loop.run_in_executor(self._executor(), _render_in_worker, job)
+            results = await asyncio.get_running_loop().run_in_executor(
+                executor, _render_in_worker, jobs
+            )
         except BrokenProcessPool:
             # A worker died (OOM killer, a crash in a C extension): render here this time
             # and start a fresh pool for the next email.
             log.error("render worker died; rendering in-process and restarting the pool")
-            self.close()
-            return await asyncio.to_thread(render_alert, self.renderer, job)
+            if self._pool is executor:  # not a fresh one another batch already started
+                self.close()
+            results = [await asyncio.to_thread(_render_here, self.renderer, j) for j in jobs]
+        except Exception as exc:  # the batch could not be sent or its answer read
+            results = [exc] * len(jobs)
+        except BaseException:
+            for _, fut in batch:  # cancelled (shutdown): so are its callers
+                fut.cancel()
+            raise
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():  # its caller was cancelled
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
 
     def close(self) -> None:
         if self._pool is not None:
             # Jobs already submitted finish; their results still reach their callers.
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def _render_here(renderer: Renderer, job: AlertJob) -> Rendered | Exception:
+    try:
+        return render_alert(renderer, job)
+    except Exception as exc:
+        return exc

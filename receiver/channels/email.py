@@ -27,7 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from receiver.channels.smtp_pool import ConnectionPool, Fault, one_line, password_of, step
+from receiver.channels.smtp_pool import (
+    Connection,
+    ConnectionPool,
+    Fault,
+    one_line,
+    password_of,
+    step,
+)
 from receiver.config import SmtpServer
 from receiver.errors import DeliveryError
 
@@ -237,21 +244,17 @@ class SmtpChain:
         def attempt(ok: bool, stage: str, code: int | None, text: str) -> Attempt:
             return Attempt(server.name, ok, stage, code, text, time.monotonic() - started)
 
+        secret = password_of(server)
         try:
-            conn = await self._pool.acquire(server, fail_fast=fail_fast)
+            conn = await self._mail(server, message, sender, fail_fast=fail_fast, secret=secret)
         except Fault as f:
             return _Outcome(attempt(False, f.stage, f.code, f.message), skipped=f.skipped)
         smtp = conn.smtp
-        secret = password_of(server)
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         codes: list[int] = []
-        reusable = False
+        reusable = clean = False
         try:
-            options = []
-            if not message.isascii() and smtp.supports_extension("8bitmime"):
-                options.append("BODY=8BITMIME")
-            await step("mail", smtp.mail(sender, options=options), secret)
             for rcpt in recipients:
                 try:
                     await step("rcpt", smtp.rcpt(rcpt), secret)
@@ -270,7 +273,7 @@ class SmtpChain:
                 text = f"all recipients rejected: {first}"
                 return _Outcome(attempt(False, "rcpt", codes[0], text), True, (), rejected)
             reply = await step("data", smtp.data(message), secret)
-            reusable = True
+            reusable = clean = True
             text = one_line(reply.message, secret)
             return _Outcome(
                 attempt(True, "data", reply.code, text), False, tuple(accepted), rejected
@@ -281,4 +284,35 @@ class SmtpChain:
                 return _Outcome(attempt(False, "data", f.code, f.message), True, (), rejected)
             return _Outcome(attempt(False, f.stage, f.code, f.message))
         finally:
-            self._pool.release(conn, reusable=reusable)
+            self._pool.release(conn, reusable=reusable, clean=clean)
+
+    async def _mail(
+        self,
+        server: SmtpServer,
+        message: bytes,
+        sender: str,
+        *,
+        fail_fast: bool,
+        secret: str | None,
+    ) -> Connection:
+        """A pooled connection to `server` on which MAIL FROM was accepted; raises `Fault`."""
+        conn = await self._pool.acquire(server, fail_fast=fail_fast)
+        while True:
+            options = []
+            if not message.isascii() and conn.smtp.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+            try:
+                await step("mail", conn.smtp.mail(sender, options=options), secret)
+            except Fault as f:
+                self._pool.release(conn, reusable=False)
+                if not conn.unchecked:
+                    raise
+                # Reused without RSET: the server may have ended the session since. That
+                # is no fault of the server; ask again on a checked connection.
+                log.debug("smtp %s: reused connection failed at MAIL (%s)", server.name, f)
+            except BaseException:
+                self._pool.release(conn, reusable=False)
+                raise
+            else:
+                return conn
+            conn = await self._pool.acquire(server, fail_fast=fail_fast, check=True)

@@ -65,8 +65,8 @@ def send(
     graph_cids: dict[str, str] | None = None,
     message_id: str = "<m.1@example.com>",
 ) -> EmailMessage:
-    """Render, serialise and parse back as a mail client would."""
-    msg = renderer.alert_email(
+    """Render as it is sent (the wire bytes) and parse back as a mail client would."""
+    wire = renderer.alert_wire(
         n,
         sender=SENDER,
         recipients=RECIPIENTS,
@@ -76,8 +76,10 @@ def send(
         images=images,
         graph_cids=graph_cids or {},
     )
-    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(wire.data, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
+    assert not [d for part in parsed.walk() for d in part.defects]
+    assert (wire.message_id, wire.subject) == (parsed["Message-ID"], parsed["Subject"])
     return parsed
 
 
@@ -544,3 +546,28 @@ def test_message_id_and_envelope_address() -> None:
     assert re.fullmatch(r"<[0-9a-f]{32}\.\d+@example\.com>", first)
     assert first != second
     assert make_message_id("no-domain").endswith("@alertmail.invalid>")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain value",
+        "  padded  ",
+        "two  spaces",
+        "tab\there",
+        "line\nbreak\r\nand\rcr",
+        "nul\x00 esc\x1b del\x7f c1\x85",
+        "nbsp\xa0and\u3000ideographic",
+        "bidi \u202eevil\u202c",
+        "sep\u2028line",
+        "ümlaut",
+        "",
+    ],
+)
+def test_text_hygiene_shortcut_matches_the_full_rules(value: str) -> None:
+    from receiver import render_context as rc
+
+    expected_line = rc._SPACES_RE.sub(" ", rc._LINE_CONTROL_RE.sub(" ", value)).strip()
+    body = rc._BODY_CONTROL_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    assert rc.one_line(value) == expected_line
+    assert rc.clean_text(value) == body

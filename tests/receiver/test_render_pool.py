@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from receiver.model import parse_notification
 from receiver.render import Renderer
@@ -56,3 +62,42 @@ async def test_dead_worker_falls_back_and_pool_restarts() -> None:
         assert parse(raw)["Subject"]
     finally:
         pool.close()
+
+
+async def test_renders_of_one_turn_go_in_a_few_batches_each_to_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = RenderPool(Renderer(None, ZoneInfo("UTC")), workers=2)
+    sizes: list[int] = []
+    original = RenderPool._render_batch
+
+    async def counted(self: RenderPool, batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await original(self, batch)
+
+    monkeypatch.setattr(RenderPool, "_render_batch", counted)
+    jobs = [replace(job(), thread_subject=f"subject {i}") for i in range(10)]
+    try:
+        results = await asyncio.gather(*(pool.render(j) for j in jobs))
+    finally:
+        pool.close()
+    assert [subject for _, _, subject in results] == [f"subject {i}" for i in range(10)]
+    assert sizes == [3, 3, 3, 1]  # two batches per worker, one pipe round trip each
+
+
+async def test_a_failing_email_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    # A broken template makes every email fall back to the plain one, and a sender that
+    # even the plain one refuses makes that email fail.
+    (tmp_path / "alert.html.j2").write_text("{% if %}")
+    pool = RenderPool(Renderer(tmp_path, ZoneInfo("UTC")), workers=1)
+    try:
+        ok, bad = await asyncio.gather(
+            pool.render(job()),
+            pool.render(replace(job(), sender="a@example.com\r\nBcc: x@example.com")),
+            return_exceptions=True,
+        )
+    finally:
+        pool.close()
+    assert isinstance(bad, ValueError)
+    assert not isinstance(ok, BaseException)
+    assert "built-in plain message" in parse(ok[0]).get_content()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from receiver.channels import smtp_pool
 from receiver.channels.email import (
     Attempt,
     PermanentFailure,
@@ -372,6 +373,118 @@ async def test_connection_dropped_by_the_server_while_idle_is_replaced() -> None
 
     assert [a.ok for a in result.attempts] == [True]  # not counted as a server fault
     assert sink.connections == 2 and len(sink.messages) == 2
+
+
+def scripted_smtp(
+    *, refuse: str = "", mails_per_session: int = 0
+) -> Callable[[bytes], bytes | None]:
+    """A minimal SMTP server for raw_server: accepts everything but RCPT TO `refuse`, and
+    answers 421 to the MAIL after `mails_per_session` of them in one session (0: never)."""
+    state = {"data": False, "mails": 0}
+
+    def respond(line: bytes) -> bytes | None:
+        if state["data"]:
+            if line == b".":
+                state["data"] = False
+                return b"250 2.0.0 queued\r\n"
+            return None
+        verb = line.split(b":")[0].split(b" ")[0].upper()
+        if verb == b"EHLO":
+            state["mails"] = 0
+            return b"250-test\r\n250 8BITMIME\r\n"
+        if verb == b"MAIL":
+            state["mails"] += 1
+            if mails_per_session and state["mails"] > mails_per_session:
+                return b"421 4.4.2 too many messages, closing\r\n"
+        if verb == b"RCPT" and refuse and refuse.encode() in line:
+            return b"550 5.1.1 no such user\r\n"
+        if verb == b"DATA":
+            state["data"] = True
+            return b"354 go ahead\r\n"
+        if verb == b"QUIT":
+            return b"221 bye\r\n"
+        return b"250 ok\r\n"
+
+    return respond
+
+
+def commands(fault: FaultServer) -> list[str]:
+    known = {"EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"}
+    verbs = [line.split(b":")[0].split(b" ")[0].decode().upper() for line in fault.received]
+    return [v for v in verbs if v in known]
+
+
+async def test_a_connection_that_just_sent_is_reused_without_rset() -> None:
+    async with (
+        raw_server(b"220 test\r\n", respond=scripted_smtp()) as srv,
+        chain_of(server(srv)) as chain,
+    ):
+        for _ in range(3):
+            await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert srv.connections == 1
+    assert "RSET" not in commands(srv)
+    assert commands(srv).count("MAIL") == 3
+
+
+async def test_rset_after_a_refused_transaction() -> None:
+    async with (
+        raw_server(b"220 test\r\n", respond=scripted_smtp(refuse="bad@")) as srv,
+        chain_of(server(srv)) as chain,
+    ):
+        with pytest.raises(PermanentFailure):
+            await chain.send(MESSAGE, SENDER, ["bad@example.com"])
+        await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert srv.connections == 1
+    assert commands(srv)[:6] == ["EHLO", "MAIL", "RCPT", "RSET", "MAIL", "RCPT"]
+
+
+async def test_rset_after_a_longer_idle_spell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smtp_pool, "TRUST_CLEAN_FOR", 0.0)
+    async with (
+        raw_server(b"220 test\r\n", respond=scripted_smtp()) as srv,
+        chain_of(server(srv)) as chain,
+    ):
+        for _ in range(2):
+            await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert srv.connections == 1 and commands(srv).count("RSET") == 1
+
+
+async def test_reused_connection_refusing_mail_is_replaced_not_failed_over() -> None:
+    """A server may end a session after some messages: without the RSET that would have
+    noticed, the send tries again on a fresh connection instead of failing over."""
+    failed_over: list[str] = []
+    async with (
+        raw_server(b"220 test\r\n", respond=scripted_smtp(mails_per_session=1)) as srv,
+        smtp_sink() as second,
+        chain_of(server(srv), server(second), on_failover=failed_over.append) as chain,
+    ):
+        first = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+        again = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    assert first.server == again.server == srv.name
+    assert [a.ok for a in again.attempts] == [True]
+    assert srv.connections == 2 and failed_over == [] and second.messages == []
+
+
+async def test_mail_refused_on_a_checked_connection_still_fails_over() -> None:
+    async with (
+        raw_server(
+            b"220 test\r\n",
+            respond=lambda line: (
+                b"250 ok\r\n" if line.startswith(b"EHLO") else b"451 4.3.0 try later\r\n"
+            ),
+        ) as srv,
+        smtp_sink() as second,
+        chain_of(server(srv), server(second)) as chain,
+    ):
+        result = await chain.send(MESSAGE, SENDER, ["ops@example.com"])
+
+    refused = result.attempts[0]
+    assert (refused.server, refused.stage, refused.code) == (srv.name, "mail", 451)
+    assert result.server == second.name and srv.connections == 1
 
 
 async def test_cancelled_send_gives_its_connection_back() -> None:
