@@ -159,7 +159,7 @@ class Dispatcher:
                 await asyncio.sleep(rest)
 
     async def drain(self) -> int:
-        """Process every pending notification; returns how many."""
+        """Process the notifications pending now (later ones wake `run`); returns how many."""
         total = 0
         while True:
             rows = await self.store.run(self.store.store.pending_notifications, BATCH)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from receiver.errors import StoreError
 from receiver.store import IngestItem, IngestResult, Store
 from receiver.store_types import Outcome
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -116,7 +119,10 @@ class _GroupCommit(Generic[ItemT, ResultT]):
                     raise
                 for (_, fut, on_done), res in zip(batch, results, strict=True):
                     if on_done is not None:
-                        on_done(res)
+                        try:
+                            on_done(res)
+                        except Exception:  # a bug there must not keep the others waiting
+                            log.exception("%s: callback after a commit failed", self._name)
                     if not fut.done():
                         fut.set_result(res)
         finally:

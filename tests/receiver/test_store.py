@@ -184,3 +184,20 @@ def test_bookkeeping_commits_skip_fsync_and_restore_full_sync(tmp_path: Path) ->
     assert not s._db.in_transaction
     s.open_threads([("route", "group")], now=1.0, max_age=60.0)
     assert synchronous() == 2
+
+
+async def test_a_failing_commit_callback_does_not_strand_the_batch(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "a.db")
+    seen: list[int] = []
+
+    def callback(result: object) -> None:
+        raise RuntimeError("a bug in a callback")
+
+    async def ingest(i: int) -> int:
+        on_stored = callback if i == 0 else (lambda r: seen.append(r.notification_id))
+        return (await store.ingest(item(group=f"g{i}"), on_stored)).notification_id
+
+    ids = await asyncio.wait_for(asyncio.gather(*(ingest(i) for i in range(20))), 5.0)
+    await store.close()
+    assert len(set(ids)) == 20  # every caller got its answer, the first one's included
+    assert sorted(seen) == sorted(ids[1:])
