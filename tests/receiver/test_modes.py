@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from receiver.keys import SCHEDULER, STORE
+from receiver.keys import DISPATCHER, SCHEDULER, STORE
+from receiver.model import parse_notification
 from tests.conftest import load_fixture
 from tests.receiver.apphelpers import (
     FakeClock,
@@ -140,3 +141,19 @@ async def test_storm_is_flood_limited_and_critical_arrives_in_catchup(tmp_path: 
     # The catch-up lists the critical first.
     crit_catchup = next(m for m in sink.messages if b"HighErrorRate" in m.data)
     assert b"Catch-up" in crit_catchup.data
+
+
+async def test_a_late_parse_handed_to_the_dispatcher_is_not_kept(tmp_path: Path) -> None:
+    """A parsed notification cached for the dispatcher after its row was already taken
+    (accepted() late) is dropped with the next batch, so the cache cannot fill for good."""
+    async with smtp_sink() as sink, running(make_config(tmp_path, [server(sink)])) as rx:
+        first = await (await rx.post(load_fixture("firing_single.json"))).json()
+        await wait_mail(sink, 1)
+        dispatcher = rx.app[DISPATCHER]
+        late = parse_notification(load_fixture("firing_single.json"))
+        dispatcher.accepted(first["id"], late)  # its row was processed long ago
+        assert first["id"] in dispatcher._parsed
+        second = await (await rx.post(load_fixture("resolved_single.json"))).json()
+        await wait_mail(sink, 2)
+        assert second["id"] > first["id"]
+        assert dispatcher._parsed == {}
