@@ -89,14 +89,9 @@ def _ready() -> bool:
 
 
 def _render_in_worker(jobs: list[AlertJob]) -> list[Rendered | Exception]:
-    assert _worker_renderer is not None
-    out: list[Rendered | Exception] = []
-    for job in jobs:
-        try:
-            out.append(render_alert(_worker_renderer, job))
-        except Exception as exc:  # one email's failure is that email's, not its batch's
-            out.append(exc)
-    return out
+    renderer = _worker_renderer
+    assert renderer is not None
+    return [_render_here(renderer, job) for job in jobs]
 
 
 # Renders asked for in one turn of the event loop (a dispatcher chunk) are sent to the
@@ -193,6 +188,7 @@ class RenderPool:
 
 
 def _render_here(renderer: Renderer, job: AlertJob) -> Rendered | Exception:
+    """One email, or its failure: that email's alone, not its batch's."""
     try:
         return render_alert(renderer, job)
     except Exception as exc:

@@ -121,12 +121,12 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return _error(400, f"not an Alertmanager v4 notification: {exc}")
 
     label = n.receiver
-    clock = app[DISPATCHER].clock
+    dispatcher = app[DISPATCHER]
     deadman = config.deadman
     # A heartbeat repeats with the same alerts by design: never drop one as a duplicate.
     heartbeat = deadman is not None and is_heartbeat(n, deadman.alertname)
     item = IngestItem(
-        received_at=clock(),
+        received_at=dispatcher.clock(),
         receiver=n.receiver,
         group_key=n.group_key,
         status=n.status,
@@ -134,7 +134,6 @@ async def handle_webhook(request: web.Request) -> web.Response:
         payload=text,
         dedup_window=0.0 if heartbeat else config.dedup_window,
     )
-    dispatcher = app[DISPATCHER]
 
     def stored(result: IngestResult) -> None:
         # Hands the parsed notification to the dispatcher before it can see the new row

@@ -36,6 +36,12 @@ def views(request: web.Request) -> StoreViews:
     return StoreViews(request.app[STORE].store)
 
 
+def deadman_alertname(request: web.Request) -> str | None:
+    """The always-firing heartbeat alert, which the firing-alert lists leave out."""
+    deadman = request.app[RUNTIME].config.deadman
+    return deadman.alertname if deadman else None
+
+
 def now_of(request: web.Request) -> float:
     return request.app[DISPATCHER].clock()
 
@@ -47,7 +53,7 @@ async def overview_data(request: web.Request) -> dict[str, Any]:
     config = request.app[RUNTIME].config
     tz = config.tz
 
-    deadman = config.deadman.alertname if config.deadman else None
+    deadman = deadman_alertname(request)
 
     def collect() -> tuple[Any, ...]:
         return (
@@ -96,8 +102,7 @@ async def alerts_api(request: web.Request) -> web.StreamResponse:
     now = now_of(request)
     tz = request.app[RUNTIME].config.tz
     limit = int_param(request.query.get("limit"), 200, 1, 1000)
-    deadman = request.app[RUNTIME].config.deadman
-    exclude = deadman.alertname if deadman else None
+    exclude = deadman_alertname(request)
     alerts, total = await request.app[STORE].run(views(request).firing_alerts, limit, exclude)
     return web.json_response({"total": total, "items": [alert_item(a, now, tz) for a in alerts]})
 
