@@ -49,6 +49,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 SELF = Path(__file__).resolve()
 ROOT = SELF.parent.parent
+FLOOR = SELF.parent / "ingest_floor.py"
 FIXTURE = ROOT / "tests" / "fixtures" / "firing_group_3_alerts.json"
 HOST = "127.0.0.1"
 TOKEN = "bench-token"
@@ -119,7 +120,7 @@ class Row:
 
 def label(target: str) -> str:
     """Column label of a target in the per-phase lines."""
-    return f"{target if target == 'bare' else 'alertmail/' + target:<19}"
+    return f"{target if target in ('bare', 'floor') else 'alertmail/' + target:<19}"
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -411,6 +412,15 @@ async def bare_server(workdir: Path) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
+async def floor_server(workdir: Path) -> AsyncIterator[str]:
+    port = free_port()
+    argv = [sys.executable, str(FLOOR), "--port", str(port), "--db", str(workdir / "floor.db")]
+    base = f"http://{HOST}:{port}"
+    async with child(argv, http_ok(f"{base}/healthz"), workdir / "floor.log"):
+        yield base
+
+
+@contextlib.asynccontextmanager
 async def smtp_sink_process(workdir: Path) -> AsyncIterator[int]:
     port = free_port()
     argv = [sys.executable, str(SELF), "--serve", "smtp", "--port", str(port)]
@@ -667,9 +677,12 @@ STORM_CONNECTIONS = 20
 
 @dataclass
 class Targets:
-    """The systems under test in phases 1-3: bare baseline and receivers by variant."""
+    """The systems under test in phases 1-3: bare baseline and receivers by variant, and
+    in phase 1 the floor (bench/ingest_floor.py): durable group-committed ingest with no
+    logic, so the figures say how much of the gap to bare is alertmail's own work."""
 
     bare: str
+    floor: str
     receivers: dict[str, Receiver]
 
 
@@ -680,10 +693,9 @@ class Target:
     db: Path | None  # the receiver's database, to wait for its backlog; None for bare
 
 
-def targets_of(t: Targets) -> list[Target]:
-    return [Target("bare", t.bare, None)] + [
-        Target(variant, rx.url, rx.db) for variant, rx in t.receivers.items()
-    ]
+def targets_of(t: Targets, *, floor: bool = False) -> list[Target]:
+    first = [Target("bare", t.bare, None)] + ([Target("floor", t.floor, None)] if floor else [])
+    return first + [Target(variant, rx.url, rx.db) for variant, rx in t.receivers.items()]
 
 
 Load = Callable[[Target, int], Awaitable[LoadResult]]
@@ -729,15 +741,16 @@ async def phase_ingest(t: Targets, s: Settings, fixture: dict[str, Any]) -> list
             bodies = make_bodies(fixture, f"{target.name}-c{c}-r{r}", n // ROUNDS + c)
             return await closed_loop(f"{target.url}/webhook", bodies, c)
 
-        results = await alternate(targets_of(t), ROUNDS, load, s.drain_timeout)
-        bare = results["bare"][0]
+        results = await alternate(targets_of(t, floor=True), ROUNDS, load, s.drain_timeout)
+        bare, floor = results["bare"][0], results["floor"][0]
         print(f"  c={c:<3} {label('bare')}{bare.line()}")
+        print(f"  c={c:<3} {label('floor')}{floor.line()}  {floor.rps / bare.rps:.2f}x bare")
         for variant in t.receivers:
             res, drained = results[variant]
             ratio = res.rps / bare.rps
             print(
-                f"  c={c:<3} {label(variant)}{res.line()}  {ratio:.2f}x bare"
-                f"  (backlog drained after: {drained:.1f}s)"
+                f"  c={c:<3} {label(variant)}{res.line()}  {ratio:.2f}x bare,"
+                f" {res.rps / floor.rps:.2f}x floor  (backlog drained after: {drained:.1f}s)"
             )
             rows.append(
                 Row(
@@ -946,10 +959,11 @@ async def run_webhook_phases(workdir: Path, s: Settings, rows: list[Row]) -> Non
     fixture = load_fixture()
     async with contextlib.AsyncExitStack() as stack:
         bare = await stack.enter_async_context(bare_server(workdir))
+        floor = await stack.enter_async_context(floor_server(workdir))
         sink_port = await stack.enter_async_context(smtp_sink_process(workdir))
         ingest = await stack.enter_async_context(receiver(workdir, "rx-ingest", None))
         delivery = await stack.enter_async_context(receiver(workdir, "rx-delivery", sink_port))
-        t = Targets(bare, {"ingest": ingest, "delivery": delivery})
+        t = Targets(bare, floor, {"ingest": ingest, "delivery": delivery})
         print("receivers: 'ingest' = routes: [] ; 'delivery' = one email route to an SMTP sink")
         rows += await phase_ingest(t, s, fixture)
         rows += await phase_rate(t, s, fixture)
