@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -25,7 +25,7 @@ from receiver.batching import bucket_start, is_urgent, quiet_until, split_by_bud
 from receiver.errors import AlertmailError, PayloadError
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
-from receiver.render import InlineImage
+from receiver.render import InlineImage, make_message_id
 from receiver.render_pool import AlertJob
 from receiver.routing import RouteMatch, routes_for
 from receiver.runtime import Runtime
@@ -303,25 +303,34 @@ class Dispatcher:
         pool = self.runtime.render_pool
         assert smtp is not None and pool is not None
         when = datetime.fromtimestamp(now, tz=UTC)
+        renders: list[AlertJob] = []
+        swaps: list[bool] = []
+        for job, g in zip(jobs, graphs, strict=True):
+            thread = job.thread
+            alert_job = AlertJob(
+                n=job.n,
+                sender=smtp.from_,
+                recipients=tuple(job.recipients),
+                thread_root=thread.root_message_id,
+                thread_subject=thread.subject,
+                now=when,
+                graphs=g,
+            )
+            # Nothing may reply to a Message-ID nobody received: while the thread's first
+            # message is undelivered (an outage), this one is also rendered as the first
+            # message, and the outbox picks one when it sends (the root may go out first).
+            swap = thread.root_message_id is not None and not thread.root_delivered
+            if swap:
+                alert_job = replace(alert_job, message_id=make_message_id(smtp.from_))
+                renders.append(replace(alert_job, thread_root=None))
+            renders.append(alert_job)
+            swaps.append(swap)
         # Rendering (Jinja, CSS inlining, MIME) is CPU work: in worker processes, away from
         # the event loop that answers webhooks.
-        rendered = await asyncio.gather(
-            *(
-                pool.render(
-                    AlertJob(
-                        n=job.n,
-                        sender=smtp.from_,
-                        recipients=tuple(job.recipients),
-                        thread_root=job.thread.root_message_id,
-                        thread_subject=job.thread.subject,
-                        now=when,
-                        graphs=g,
-                    )
-                )
-                for job, g in zip(jobs, graphs, strict=True)
-            )
-        )
-        for job, (payload, message_id, subject) in zip(jobs, rendered, strict=True):
+        results = iter(await asyncio.gather(*(pool.render(r) for r in renders)))
+        for job, swap in zip(jobs, swaps, strict=True):
+            as_root = next(results) if swap else None
+            payload, message_id, subject = next(results)
             target = json.dumps(job.recipients)
             job.plan.messages.append(
                 NewMessage(
@@ -329,7 +338,7 @@ class Dispatcher:
                     target=target,
                     kind="alert",
                     priority=job.n.priority,
-                    payload=payload,
+                    payload=as_root[0] if as_root else payload,
                     received_at=job.received_at,
                     supersede_key=f"{job.thread.id}:email:{target}",
                     thread_id=job.thread.id,
@@ -337,6 +346,8 @@ class Dispatcher:
                     message_id=message_id,
                     subject=subject,
                     not_before=job.hold,
+                    replaces_root=job.thread.root_message_id if as_root else None,
+                    reply_payload=payload if as_root else None,
                 )
             )
             if job.thread.root_message_id is None:

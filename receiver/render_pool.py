@@ -38,6 +38,7 @@ class AlertJob:
     thread_subject: str | None
     now: datetime
     graphs: dict[str, InlineImage]
+    message_id: str | None = None  # set when two variants of one message are rendered
 
 
 Rendered = tuple[bytes, str, str]
@@ -46,7 +47,7 @@ Rendered = tuple[bytes, str, str]
 
 def render_alert(renderer: Renderer, job: AlertJob) -> Rendered:
     n = job.n
-    message_id = make_message_id(job.sender)
+    message_id = job.message_id or make_message_id(job.sender)
     try:
         wire = renderer.alert_wire(
             n,

@@ -172,6 +172,17 @@ MIGRATIONS: tuple[str, ...] = (
         first_seen REAL NOT NULL
     );
     """,
+    # v4: replacing a thread's first message that nobody received
+    """
+    -- A message queued while its thread's first message was undelivered carries two
+    -- renderings: as the thread's new first message (payload) and as a reply to the old one
+    -- (reply_payload). Which one is sent is decided when it is first claimed.
+    ALTER TABLE outbox ADD COLUMN replaces_root TEXT;
+    ALTER TABLE outbox ADD COLUMN reply_payload BLOB;
+    CREATE INDEX outbox_message ON outbox(message_id) WHERE message_id IS NOT NULL;
+    -- One message per thread and recipients in flight at a time: sent in order.
+    CREATE INDEX outbox_sending ON outbox(supersede_key) WHERE state = 'sending';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,7 +16,7 @@ from pathlib import Path
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
-from receiver.store_outbox import OutboxQueries
+from receiver.store_outbox import OutboxQueries, is_sent
 from receiver.store_reports import ReportQueries
 from receiver.store_types import (
     AlertRecord,
@@ -172,7 +172,8 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
             (route, group_key),
         ).fetchone()
         if row is not None and now - row[3] < max_age:
-            return Thread(*row)
+            delivered = row[5] is not None and is_sent(db, row[5])
+            return Thread(row[0], row[1], row[2], row[3], row[4], row[5], delivered)
         if row is not None:
             db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
         cur = db.execute(
@@ -285,8 +286,8 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         cur = db.execute(
             "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "
             "thread_id, notification_id, message_id, subject, payload, created_at, "
-            "received_at, next_attempt_at, reason, finished_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "received_at, next_attempt_at, reason, finished_at, replaces_root, reply_payload) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 m.channel,
                 m.target,
@@ -304,6 +305,8 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 max(now, m.not_before or now),
                 m.reason,
                 None if m.state == "queued" else now,
+                m.replaces_root,
+                m.reply_payload,
             ),
         )
         return int(cur.lastrowid or 0), superseded

@@ -13,6 +13,36 @@ from receiver.store_mixin import StoreMixin
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
+def is_sent(db: sqlite3.Connection, message_id: str) -> bool:
+    row = db.execute(
+        "SELECT 1 FROM outbox WHERE message_id=? AND state='sent' LIMIT 1", (message_id,)
+    ).fetchone()
+    return row is not None
+
+
+def _settle_root(db: sqlite3.Connection, outbox_id: int) -> None:
+    """A message rendered while its thread's first message was undelivered: send it as a
+    reply if that message has been sent by now, else as the thread's first message (and
+    later messages reply to it). Decided once, so a retry sends the same bytes."""
+    row = db.execute(
+        "SELECT replaces_root, thread_id, message_id FROM outbox WHERE id=? "
+        "AND replaces_root IS NOT NULL AND reply_payload IS NOT NULL",
+        (outbox_id,),
+    ).fetchone()
+    if row is None:
+        return
+    old_root, thread_id, message_id = row
+    if is_sent(db, old_root):
+        db.execute("UPDATE outbox SET payload=reply_payload WHERE id=?", (outbox_id,))
+    elif thread_id is not None:
+        db.execute(
+            "UPDATE threads SET root_message_id=? WHERE id=? AND NOT EXISTS (SELECT 1 FROM "
+            "outbox WHERE message_id=threads.root_message_id AND state='sent')",
+            (message_id, thread_id),
+        )
+    db.execute("UPDATE outbox SET reply_payload=NULL WHERE id=?", (outbox_id,))
+
+
 class OutboxQueries(StoreMixin):
     # -- delivery ---------------------------------------------------------------------
     def recover_sending(self) -> int:
@@ -25,11 +55,27 @@ class OutboxQueries(StoreMixin):
         if limit <= 0:
             return []
         with self._tx() as db:
+            # Not while an earlier message of its thread and recipients, or the first
+            # message it may reply to, is being sent: a thread's messages go in order.
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM outbox o WHERE channel=? AND state IN "
+                    "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
+                    "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.message_id=o.replaces_root "
+                    "AND r.state='sending') ORDER BY priority, id LIMIT ?",
+                    (channel, now, limit),
+                )
+            ]
+            if not ids:
+                return []
+            for outbox_id in ids:
+                _settle_root(db, outbox_id)
             rows = db.execute(
-                f"UPDATE outbox SET state='sending' WHERE id IN (SELECT id FROM outbox "
-                f"WHERE channel=? AND state IN ('queued','retrying') AND next_attempt_at<=? "
-                f"ORDER BY priority, id LIMIT ?) RETURNING {_OUTBOX_COLS}",
-                (channel, now, limit),
+                f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(ids))}) "
+                f"RETURNING {_OUTBOX_COLS}",
+                ids,
             ).fetchall()
         return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.priority, r.id))
 

@@ -33,6 +33,9 @@ class Thread:
     opened_at: float
     subject: str | None
     root_message_id: str | None
+    # Whether the root message has been sent: until then a new message of the thread is
+    # rendered twice, as a reply and as the first message (chosen when it is claimed).
+    root_delivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,11 @@ class NewMessage:
     state: str = "queued"
     reason: str | None = None
     not_before: float | None = None  # quiet hours: held until then
+    # The thread's first message was not delivered when this one was rendered: payload is
+    # this message as the thread's new first message, reply_payload the same message as a
+    # reply to replaces_root. The outbox sends the reply only if that root was sent.
+    replaces_root: str | None = None
+    reply_payload: bytes | None = None
 
 
 @dataclass(slots=True)

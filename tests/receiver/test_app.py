@@ -179,10 +179,21 @@ async def test_outage_then_recovery_sends_only_newest_state(tmp_path: Path) -> N
         async with running(cfg) as rx:
             (mail,) = await wait_mail(sink, 1)
             await asyncio.sleep(0.5)
-    assert len(sink.messages) == 1
+            assert len(sink.messages) == 1
+            # The first message nobody received was replaced as the thread's first message:
+            # what was delivered replies to nothing, and the next one replies to it.
+            resolved = load_fixture("mixed_group_one_resolved.json")
+            resolved["status"] = "resolved"
+            for alert in resolved["alerts"]:
+                alert["status"] = "resolved"
+            await rx.post(resolved)
+            _, reply = await wait_mail(sink, 2)
     body = mail.get_body(("plain",))
     assert body is not None
     assert "1 resolved" in body.get_content().lower() or "resolved" in body.get_content()
+    assert mail["In-Reply-To"] is None and mail["References"] is None
+    assert reply["In-Reply-To"] == mail["Message-ID"] == reply["References"]
+    assert reply["Subject"] == mail["Subject"]
 
 
 async def test_hostile_values_cannot_inject_headers(tmp_path: Path) -> None:

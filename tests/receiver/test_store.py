@@ -3,12 +3,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from receiver.errors import SchemaTooNewError
 from receiver.schema import SCHEMA_VERSION
-from receiver.store import AttemptRecord, IngestItem, NewMessage, Store
+from receiver.store import AttemptRecord, DispatchPlan, IngestItem, NewMessage, Store, Thread
 from receiver.store_async import AsyncStore
 
 
@@ -201,3 +202,87 @@ async def test_a_failing_commit_callback_does_not_strand_the_batch(tmp_path: Pat
     await store.close()
     assert len(set(ids)) == 20  # every caller got its answer, the first one's included
     assert sorted(seen) == sorted(ids[1:])
+
+
+def _thread_message(thread_id: int, message_id: str, payload: bytes, **kw: Any) -> NewMessage:
+    return NewMessage(
+        channel="email",
+        target='["a@example.com"]',
+        kind="alert",
+        priority=0,
+        payload=payload,
+        received_at=1.0,
+        supersede_key=f'{thread_id}:email:["a@example.com"]',
+        thread_id=thread_id,
+        message_id=message_id,
+        subject="s",
+        **kw,
+    )
+
+
+def _open(s: Store) -> Thread:
+    return s.open_threads([("route", "g")], now=10, max_age=3600)[("route", "g")]
+
+
+def _queue_root(s: Store) -> Thread:
+    thread = _open(s)
+    plan = DispatchPlan(1, messages=[_thread_message(thread.id, "<root>", b"root")])
+    plan.thread_roots.append((thread.id, "s", "<root>"))
+    s.commit_dispatch_many([plan], now=10)
+    return thread
+
+
+def _claim_payloads(s: Store, now: float) -> dict[str | None, bytes]:
+    return {r.message_id: r.payload for r in s.claim_due("email", now=now, limit=10)}
+
+
+def _new_message(thread: Thread) -> NewMessage:
+    # As the dispatcher queues it while the thread's first message is undelivered.
+    return _thread_message(
+        thread.id, "<new>", b"as root", replaces_root="<root>", reply_payload=b"as reply"
+    )
+
+
+def test_message_superseding_an_undelivered_root_becomes_the_root(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _queue_root(s)
+    (root_row,) = s.claim_due("email", now=11, limit=1)
+    s.finish_attempt(root_row.id, 12, "retrying", [], error="421", next_attempt_at=99)
+    seen = _open(s)
+    assert seen.root_message_id == "<root>" and not seen.root_delivered
+    s.commit_dispatch_many([DispatchPlan(2, messages=[_new_message(thread)])], now=13)
+    assert _claim_payloads(s, now=14) == {"<new>": b"as root"}
+    assert {r.message_id: r.state for r in s.list_outbox()} == {
+        "<root>": "superseded",
+        "<new>": "sending",
+    }
+    assert _open(s).root_message_id == "<new>"
+    (new_row,) = [r for r in s.list_outbox() if r.message_id == "<new>"]
+    s.finish_attempt(new_row.id, 15, "sent", [], server="mx")
+    assert _open(s).root_delivered
+
+
+def test_root_failing_while_the_next_message_is_queued_is_replaced(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _queue_root(s)
+    (root_row,) = s.claim_due("email", now=11, limit=1)  # the first attempt is under way
+    s.commit_dispatch_many([DispatchPlan(2, messages=[_new_message(thread)])], now=12)
+    assert _claim_payloads(s, now=13) == {}  # not beside an earlier message of its thread
+    assert s.finish_attempt(root_row.id, 14, "retrying", [], error="421") == "superseded"
+    assert _claim_payloads(s, now=15) == {"<new>": b"as root"}
+    assert _open(s).root_message_id == "<new>"
+
+
+def test_root_sent_before_the_next_message_keeps_its_replies(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _queue_root(s)
+    (root_row,) = s.claim_due("email", now=11, limit=1)
+    s.commit_dispatch_many([DispatchPlan(2, messages=[_new_message(thread)])], now=12)
+    s.finish_attempt(root_row.id, 13, "sent", [], server="mx")
+    assert _claim_payloads(s, now=14) == {"<new>": b"as reply"}
+    after = _open(s)
+    assert after.root_message_id == "<root>" and after.root_delivered
+    # Decided once: a retry sends the same bytes.
+    (new_row,) = [r for r in s.list_outbox() if r.message_id == "<new>"]
+    s.finish_attempt(new_row.id, 15, "retrying", [], error="421", next_attempt_at=16)
+    assert _claim_payloads(s, now=17) == {"<new>": b"as reply"}
