@@ -160,9 +160,14 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def _fallback_fingerprint(labels: Mapping[str, str]) -> str:
+def fallback_fingerprint(labels: Mapping[str, str]) -> str:
     raw = json.dumps(sorted(labels.items()))
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def derived_group_key(group_labels: Mapping[str, str]) -> str:
+    """For hand-made payloads without a groupKey: a stable one from the group labels."""
+    return "{}:" + json.dumps(sorted(group_labels.items()))
 
 
 def parse_alert(raw: object, index: int) -> Alert:
@@ -173,7 +178,7 @@ def parse_alert(raw: object, index: int) -> Alert:
     status = raw.get("status", "firing")
     if status not in ("firing", "resolved"):
         raise PayloadError(f"{what}.status: expected 'firing' or 'resolved', got {status!r}")
-    fingerprint = raw.get("fingerprint") or _fallback_fingerprint(labels)
+    fingerprint = raw.get("fingerprint") or fallback_fingerprint(labels)
     if not isinstance(fingerprint, str):
         raise PayloadError(f"{what}.fingerprint: expected a string")
     gen = raw.get("generatorURL") or ""
@@ -224,8 +229,7 @@ def parse_notification(raw: object, receiver_override: str | None = None) -> Not
     group_labels = _str_map(raw.get("groupLabels"), "groupLabels")
     group_key = raw.get("groupKey")
     if not isinstance(group_key, str) or not group_key:
-        # Hand-made payloads may lack it; derive a stable one from the group labels.
-        group_key = "{}:" + json.dumps(sorted(group_labels.items()))
+        group_key = derived_group_key(group_labels)
     truncated = raw.get("truncatedAlerts", 0)
     if not isinstance(truncated, int) or isinstance(truncated, bool):
         truncated = 0

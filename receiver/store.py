@@ -10,7 +10,7 @@ timeout make that safe.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from receiver.errors import SchemaTooNewError, StoreError
@@ -144,14 +144,28 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 out.append(IngestResult(int(cur.lastrowid or 0), duplicate))
         return out
 
-    def pending_notifications(self, limit: int = 100) -> list[tuple[int, float, str, str]]:
-        """(id, received_at, receiver, payload) of notifications not yet routed."""
+    def pending_notifications(
+        self, limit: int = 100, parsed: Collection[int] = ()
+    ) -> list[tuple[int, float, str, str | None]]:
+        """(id, received_at, receiver, payload) of notifications not yet routed, oldest
+        first. The payload is None for ids in ``parsed`` (the caller holds them parsed):
+        reading kilobytes of text only to drop them costs more than the query."""
         rows = self._db.execute(
-            "SELECT id, received_at, receiver, payload FROM notifications WHERE state='pending' "
+            "SELECT id, received_at, receiver FROM notifications WHERE state='pending' "
             "ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        return [(int(r[0]), float(r[1]), str(r[2]), str(r[3])) for r in rows]
+        missing = [r[0] for r in rows if r[0] not in parsed]
+        payloads: dict[int, str] = {}
+        for start in range(0, len(missing), 500):  # within SQLite's bound-parameter limit
+            part = missing[start : start + 500]
+            marks = ",".join("?" * len(part))
+            payloads.update(
+                self._db.execute(
+                    f"SELECT id, payload FROM notifications WHERE id IN ({marks})", part
+                ).fetchall()
+            )
+        return [(int(r[0]), float(r[1]), str(r[2]), payloads.get(r[0])) for r in rows]
 
     # -- threads ----------------------------------------------------------------------
     def open_threads(

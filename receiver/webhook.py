@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from receiver import wire
 from receiver.config import WebhookAuth
 from receiver.dispatcher import is_heartbeat
 from receiver.errors import PayloadError, StoreError
@@ -110,12 +111,16 @@ async def handle_webhook(request: web.Request) -> web.Response:
             "set max_alerts in alertmanager.yml",
         )
     try:
-        raw, text = _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        metrics.webhooks.labels(label, "invalid").inc()
-        return _error(400, f"body is not JSON: {exc}")
-    try:
-        n = parse_notification(raw, receiver_override=label or None)
+        n = wire.decode(body, receiver_override=label or None)
+        if n is not None:
+            text = body.decode("utf-8")  # already checked by the decoder
+        else:
+            try:
+                raw, text = _loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                metrics.webhooks.labels(label, "invalid").inc()
+                return _error(400, f"body is not JSON: {exc}")
+            n = parse_notification(raw, receiver_override=label or None)
     except PayloadError as exc:
         metrics.webhooks.labels(label, "invalid").inc()
         return _error(400, f"not an Alertmanager v4 notification: {exc}")

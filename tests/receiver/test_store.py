@@ -286,3 +286,12 @@ def test_root_sent_before_the_next_message_keeps_its_replies(tmp_path: Path) -> 
     (new_row,) = [r for r in s.list_outbox() if r.message_id == "<new>"]
     s.finish_attempt(new_row.id, 15, "retrying", [], error="421", next_attempt_at=16)
     assert _claim_payloads(s, now=17) == {"<new>": b"as reply"}
+
+
+def test_pending_rows_skip_payloads_the_dispatcher_holds_parsed(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    ids = [r.notification_id for r in s.ingest_batch([item(f"g{i}") for i in range(3)])]
+    rows = s.pending_notifications(10, parsed={ids[1]})
+    assert [r[0] for r in rows] == ids
+    assert [r[3] is None for r in rows] == [False, True, False]
+    assert rows[0][3] == rows[2][3] == "{}"
