@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,15 @@ import pytest
 
 from receiver.errors import SchemaTooNewError
 from receiver.schema import SCHEMA_VERSION
-from receiver.store import AttemptRecord, DispatchPlan, IngestItem, NewMessage, Store, Thread
+from receiver.store import (
+    AlertRecord,
+    AttemptRecord,
+    DispatchPlan,
+    IngestItem,
+    NewMessage,
+    Store,
+    Thread,
+)
 from receiver.store_async import AsyncStore
 
 
@@ -44,6 +53,30 @@ def test_duplicates_within_window_by_group(tmp_path: Path) -> None:
     assert [x.duplicate for x in r] == [False, True, False, False, False, False]
     # Duplicates are recorded with a reason, not dropped.
     assert len(s.pending_notifications()) == 5
+
+
+def test_a_batch_stores_what_one_at_a_time_would(tmp_path: Path) -> None:
+    # Groups and keys repeating at random, so batches hold duplicates of their own items.
+    rng = random.Random(7)
+    items = [
+        item(group=f"g{rng.randrange(40)}", key=f"k{rng.randrange(3)}", at=1000 + i)
+        for i in range(1300)
+    ]
+    together, alone = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    batch = together.ingest_batch(items)
+    single = [alone.ingest_batch([it])[0] for it in items]
+    assert [r.duplicate for r in batch] == [r.duplicate for r in single]
+    assert 0 < sum(r.duplicate for r in batch) < len(items)
+
+    def stored(s: Store) -> list[tuple[object, ...]]:
+        return s._db.execute(
+            "SELECT id, group_key, dedup_key, received_at, state FROM notifications ORDER BY id"
+        ).fetchall()
+
+    assert stored(together) == stored(alone)
+    assert [r.notification_id for r in batch] == [row[0] for row in stored(together)]
+    last = "SELECT * FROM group_last ORDER BY receiver, group_key"
+    assert together._db.execute(last).fetchall() == alone._db.execute(last).fetchall()
 
 
 def test_schema_version_and_refusing_newer(tmp_path: Path) -> None:
@@ -295,3 +328,35 @@ def test_pending_rows_skip_payloads_the_dispatcher_holds_parsed(tmp_path: Path) 
     assert [r[0] for r in rows] == ids
     assert [r[3] is None for r in rows] == [False, True, False]
     assert rows[0][3] == rows[2][3] == "{}"
+
+
+def test_dispatch_records_history_in_order_across_statements(tmp_path: Path) -> None:
+    # The same alert in many plans of one transaction: the last plan's state wins.
+    s = Store(tmp_path / "a.db")
+    ids = [r.notification_id for r in s.ingest_batch([item(f"g{i}") for i in range(350)])]
+
+    def record(fp: str, status: str) -> AlertRecord:
+        return AlertRecord(
+            fp, "2026-12-03T10:00:00+00:00", "A", "warning", status, "{}", "{}", None
+        )
+
+    plans = [
+        DispatchPlan(
+            nid,
+            alerts=[
+                record("shared", "firing" if i < 349 else "resolved"),
+                record(f"own{i}", "firing"),
+            ],
+            reason=None if i % 2 else "no route matched",
+        )
+        for i, nid in enumerate(ids)
+    ]
+    s.commit_dispatch_many(plans, now=50)
+    rows = s._db.execute("SELECT fingerprint, status, last_notification_id FROM alerts").fetchall()
+    assert len(rows) == 351
+    assert ("shared", "resolved", ids[-1]) in rows  # the last plan's state wins
+    states = s._db.execute("SELECT id, state, reason FROM notifications ORDER BY id").fetchall()
+    assert states == [
+        (nid, "processed", None if i % 2 else "no route matched") for i, nid in enumerate(ids)
+    ]
+    assert s.pending_notifications() == []
