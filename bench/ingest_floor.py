@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
+import importlib
+import importlib.util
 import queue
 import signal
 import sqlite3
@@ -155,12 +157,19 @@ async def serve(port: int, db: Path) -> None:
         await asyncio.to_thread(writer.join)
 
 
+def server_loop() -> asyncio.AbstractEventLoop:
+    """As bench/receiver.py's: the loop the receiver runs on."""
+    uvloop = importlib.util.find_spec("uvloop") and importlib.import_module("uvloop")
+    return uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--db", type=Path, required=True)
     args = p.parse_args(argv)
-    asyncio.run(serve(args.port, args.db))
+    with asyncio.Runner(loop_factory=server_loop) as runner:
+        runner.run(serve(args.port, args.db))
     return 0
 
 

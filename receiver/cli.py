@@ -135,9 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "check":
         return _check(config, args.config)
     if cmd == "receive":
+        from receiver.event_loop import run
         from receiver.serve import serve
 
-        asyncio.run(serve(config, Path(args.config)))
+        run(serve(config, Path(args.config)))
         return 0
     if cmd == "outbox":
         return _outbox(config, args)

@@ -1,12 +1,16 @@
-"""Shared test helpers: fixture payloads."""
+"""Shared test helpers: fixture payloads, and the event loop every async test runs on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from receiver.event_loop import new_event_loop
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -19,3 +23,10 @@ def load_fixture(name: str) -> dict[str, Any]:
 @pytest.fixture
 def firing_single() -> dict[str, Any]:
     return load_fixture("firing_single.json")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests run on the loop `alertmail receive` runs on."""
+    return {"loop": new_event_loop}

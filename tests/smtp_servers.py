@@ -304,6 +304,10 @@ def garbage_server() -> contextlib.AbstractAsyncContextManager[FaultServer]:
     return raw_server(b"hello there\r\n")
 
 
+# What connecting to closed_port() fails with, as asyncio's loop and uvloop word it.
+CONNECT_REFUSED = r"Connect call failed|Connection refused"
+
+
 @contextlib.asynccontextmanager
 async def closed_port() -> AsyncIterator[FaultServer]:
     """A port on 127.0.0.1 with nothing listening (connections are refused)."""

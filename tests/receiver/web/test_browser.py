@@ -7,6 +7,7 @@ not used: no ``playwright install``). Screenshots go to test-artifacts/ (gitigno
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.conftest import load_fixture
 from tests.receiver.apphelpers import Running, server
 from tests.receiver.web.test_pages import first_delivery, wait_state
 from tests.receiver.web.webhelpers import UI_PASSWORD, UI_USER, running_ui, ui_config
-from tests.smtp_servers import closed_port, smtp_sink
+from tests.smtp_servers import CONNECT_REFUSED, closed_port, smtp_sink
 
 pytestmark = pytest.mark.browser
 
@@ -135,7 +136,7 @@ async def _retrying_delivery_pages(rx: Running, browser: Browser) -> None:
     await page.goto("/deliveries?state=retrying")
     await expect(page.locator("tbody .badge.state-retrying").first).to_be_visible()
     await page.get_by_label("Delivery details").first.click()
-    await expect(page.locator(".error-text").first).to_contain_text("Connect call failed")
+    await expect(page.locator(".error-text").first).to_contain_text(re.compile(CONNECT_REFUSED))
     await expect(page.locator(".status-line")).to_contain_text("retry in")
     await shot(page, "delivery-retrying-phone-dark")
     await page.locator("iframe.email").scroll_into_view_if_needed()
