@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import importlib
-import importlib.util
 import queue
 import signal
 import sqlite3
@@ -28,6 +26,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+try:  # the loop receiver/event_loop.py runs `alertmail receive` on
+    from uvloop import new_event_loop as server_loop
+except ImportError:
+    from asyncio import new_event_loop as server_loop
 
 HOST = "127.0.0.1"
 EXPECTED = b"Bearer bench-token"  # bench/receiver.py's TOKEN
@@ -155,12 +158,6 @@ async def serve(port: int, db: Path) -> None:
         await runner.cleanup()
         jobs.put(None)
         await asyncio.to_thread(writer.join)
-
-
-def server_loop() -> asyncio.AbstractEventLoop:
-    """As bench/receiver.py's: the loop the receiver runs on."""
-    uvloop = importlib.util.find_spec("uvloop") and importlib.import_module("uvloop")
-    return uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,13 @@ import aiohttp
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+# The loop receiver/event_loop.py runs `alertmail receive` on (that module is not
+# importable from here: this file's name shadows the package).
+try:
+    from uvloop import new_event_loop as server_loop
+except ImportError:
+    from asyncio import new_event_loop as server_loop
+
 SELF = Path(__file__).resolve()
 ROOT = SELF.parent.parent
 FLOOR = SELF.parent / "ingest_floor.py"
@@ -1008,16 +1015,6 @@ def _workdir(keep: str | None) -> Iterator[Path]:
     # Not tmpfs on purpose when /tmp is a disk: SQLite's fsyncs are part of the cost.
     with tempfile.TemporaryDirectory(prefix="alertmail-bench-") as tmp:
         yield Path(tmp)
-
-
-def server_loop() -> asyncio.AbstractEventLoop:
-    """The loop receiver/event_loop.py runs `alertmail receive` on (not importable from
-    here: this directory's receiver.py shadows the package)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,18 +20,12 @@ def is_sent(db: sqlite3.Connection, message_id: str) -> bool:
     return row is not None
 
 
-def _settle_root(db: sqlite3.Connection, outbox_id: int) -> None:
+def _settle_root(
+    db: sqlite3.Connection, outbox_id: int, old_root: str, thread_id: int | None, message_id: str
+) -> None:
     """A message rendered while its thread's first message was undelivered: send it as a
     reply if that message has been sent by now, else as the thread's first message (and
     later messages reply to it). Decided once, so a retry sends the same bytes."""
-    row = db.execute(
-        "SELECT replaces_root, thread_id, message_id FROM outbox WHERE id=? "
-        "AND replaces_root IS NOT NULL AND reply_payload IS NOT NULL",
-        (outbox_id,),
-    ).fetchone()
-    if row is None:
-        return
-    old_root, thread_id, message_id = row
     if is_sent(db, old_root):
         db.execute("UPDATE outbox SET payload=reply_payload WHERE id=?", (outbox_id,))
     elif thread_id is not None:
@@ -57,21 +51,21 @@ class OutboxQueries(StoreMixin):
         with self._tx() as db:
             # Not while an earlier message of its thread and recipients, or the first
             # message it may reply to, is being sent: a thread's messages go in order.
-            ids = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM outbox o WHERE channel=? AND state IN "
-                    "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
-                    "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
-                    "AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.message_id=o.replaces_root "
-                    "AND r.state='sending') ORDER BY priority, id LIMIT ?",
-                    (channel, now, limit),
-                )
-            ]
-            if not ids:
+            due = db.execute(
+                "SELECT id, replaces_root, thread_id, message_id, reply_payload IS NOT NULL "
+                "FROM outbox o WHERE channel=? AND state IN "
+                "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
+                "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
+                "AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.message_id=o.replaces_root "
+                "AND r.state='sending') ORDER BY priority, id LIMIT ?",
+                (channel, now, limit),
+            ).fetchall()
+            if not due:
                 return []
-            for outbox_id in ids:
-                _settle_root(db, outbox_id)
+            for outbox_id, old_root, thread_id, message_id, unsettled in due:
+                if old_root is not None and unsettled:
+                    _settle_root(db, outbox_id, old_root, thread_id, message_id)
+            ids = [r[0] for r in due]
             rows = db.execute(
                 f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(ids))}) "
                 f"RETURNING {_OUTBOX_COLS}",
