@@ -18,53 +18,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import orjson
-
 from receiver.alert_graph import AlertGrapher
-from receiver.batching import bucket_start, is_urgent, quiet_until, split_by_budget
+from receiver.batching import is_urgent, quiet_until, split_by_budget
+from receiver.dispatch_plan import DEADMAN_SEEN_KEY, plan_routes
 from receiver.errors import AlertmailError, PayloadError
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
 from receiver.render import InlineImage, make_message_id
 from receiver.render_pool import AlertJob
-from receiver.routing import RouteMatch, routes_for
+from receiver.routing import RouteMatch
 from receiver.runtime import Runtime
 from receiver.slack_message import slack_message
-from receiver.store import AlertRecord, DispatchPlan, NewMessage, Thread
+from receiver.store import DispatchPlan, NewMessage, Thread
 from receiver.store_async import AsyncStore
 
 log = logging.getLogger(__name__)
 
 THREAD_MAX_AGE = 24 * 3600.0
-DEADMAN_SEEN_KEY = "deadman_last_seen"
 BATCH = 100
 PARSED_CACHE = 10_000
 CHUNK = 20
 DRAIN_INTERVAL = 0.005  # seconds from one drain's start to the next, at the shortest
-
-
-def is_heartbeat(n: Notification, alertname: str) -> bool:
-    return bool(n.alerts) and all(a.name == alertname for a in n.alerts)
-
-
-def _sorted_json(value: dict[str, str]) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-def alert_records(n: Notification) -> list[AlertRecord]:
-    return [
-        AlertRecord(
-            fingerprint=a.fingerprint,
-            starts_at=a.starts_at.isoformat() if a.starts_at else "",
-            alertname=a.name,
-            severity=a.severity,
-            status=a.status,
-            labels=_sorted_json(a.labels),
-            annotations=_sorted_json(a.annotations),
-            ends_at=a.ends_at.isoformat() if a.ends_at else None,
-        )
-        for a in n.alerts
-    ]
 
 
 @dataclass
@@ -185,7 +159,7 @@ class Dispatcher:
     def _parse(self, nid: int, received_at: float, receiver: str, payload: str | None) -> _Item:
         cached = self._parsed.pop(nid, None)
         if cached is not None:
-            return _Item(nid, received_at, cached, DispatchPlan(nid, alerts=alert_records(cached)))
+            return _Item(nid, received_at, cached, DispatchPlan(nid))
         try:
             # Only ids held in the cache come without their payload (and only drain() takes
             # them out); were that broken, failing the drain keeps the rows pending.
@@ -194,7 +168,7 @@ class Dispatcher:
         except (ValueError, PayloadError) as exc:
             # Accepted bodies always parse; this only guards a damaged row.
             return _Item(nid, received_at, None, DispatchPlan(nid, reason=f"unreadable: {exc}"))
-        return _Item(nid, received_at, n, DispatchPlan(nid, alerts=alert_records(n)))
+        return _Item(nid, received_at, n, DispatchPlan(nid))
 
     async def _process(self, items: list[_Item]) -> None:
         store = self.store.store
@@ -205,20 +179,12 @@ class Dispatcher:
         for it in items:
             if it.n is None:
                 continue
-            if config.deadman is not None and is_heartbeat(it.n, config.deadman.alertname):
-                # The Watchdog proves the pipeline works; it is not news for anybody's inbox.
-                it.plan.kv.append((DEADMAN_SEEN_KEY, repr(it.received_at)))
-                it.plan.reason = "dead man's switch heartbeat"
-                if self.metrics is not None:
-                    self.metrics.deadman_seen.set(it.received_at)
-                continue
-            it.matches = routes_for(config.routes, it.n)
-            if not it.matches:
-                it.plan.reason = "no route matched"
+            it.plan, it.matches = plan_routes(config, it.n, it.nid, it.received_at, now)
+            if self.metrics is not None and any(k == DEADMAN_SEEN_KEY for k, _ in it.plan.kv):
+                self.metrics.deadman_seen.set(it.received_at)
             for m in it.matches:
-                if m.route.mode == "immediate" and (m.route.email or m.route.slack):
-                    thread_keys.add((m.key, it.n.group_key))
-                    recipients.update(m.route.email)
+                thread_keys.add((m.key, it.n.group_key))
+                recipients.update(m.route.email)
         threads: dict[tuple[str, str], Thread] = {}
         if thread_keys:
             threads = await self.store.run(
@@ -259,9 +225,6 @@ class Dispatcher:
         config = self.runtime.config
         route = match.route
         plan = it.plan
-        if route.mode == "digest":
-            plan.digest_entries.append((match.key, bucket_start(now, route.every, config.tz)))
-            return []
         thread = threads.get((match.key, n.group_key))
         if thread is None:
             return []

@@ -17,7 +17,7 @@ from email.policy import SMTP
 
 from receiver.batching import Digest, bucket_start, build_digest, quiet_until
 from receiver.config import Route
-from receiver.dispatcher import DEADMAN_SEEN_KEY
+from receiver.dispatch_plan import DEADMAN_SEEN_KEY
 from receiver.errors import AlertmailError, PayloadError
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification, severity_rank

@@ -10,8 +10,9 @@ timeout make that safe.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
@@ -43,6 +44,61 @@ __all__ = [
     "Thread",
 ]
 
+_DUPLICATE = "same alerts as the last notification of this group"
+_GROUP_CACHE = 100_000  # groups whose last notification is remembered in memory
+
+_INSERT_NOTIFICATIONS = (
+    "INSERT INTO notifications (id, received_at, receiver, group_key, status, dedup_key, "
+    "payload, state, reason) VALUES {}"
+)
+_UPSERT_GROUP_LAST = (
+    "INSERT INTO group_last (receiver, group_key, dedup_key, received_at) VALUES {} "
+    "ON CONFLICT (receiver, group_key) DO UPDATE SET "
+    "dedup_key=excluded.dedup_key, received_at=excluded.received_at"
+)
+_SELECT_GROUP_LAST = "SELECT receiver, group_key, dedup_key, received_at FROM group_last WHERE {}"
+_UPSERT_ALERTS = (
+    "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, labels, "
+    "annotations, ends_at, first_seen, last_seen, last_notification_id) VALUES {} "
+    "ON CONFLICT (fingerprint, starts_at) DO UPDATE SET status=excluded.status, "
+    "annotations=excluded.annotations, ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
+    "last_notification_id=excluded.last_notification_id "
+    "WHERE alerts.last_notification_id IS NULL "
+    "OR excluded.last_notification_id >= alerts.last_notification_id"
+)
+
+
+def _row_marks(width: int, count: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return ",".join([one] * count)
+
+
+def _key_marks(width: int, count: int) -> str:
+    return " OR ".join(["(receiver=? AND group_key=?)"] * count)
+
+
+def _in_statements(
+    db: sqlite3.Connection,
+    template: str,
+    rows: Sequence[Sequence[object]],
+    marks: Callable[[int, int], str] = _row_marks,
+) -> list[Any]:
+    """Run ``template`` over ``rows`` a few rows per statement, and return what it selects.
+
+    Each statement step hands the GIL back to the event loop and must win it back, which
+    costs far more than the step itself while webhooks arrive, so rows go together. Row
+    counts are powers of two up to 64, so a handful of statement texts are ever prepared
+    (and stay in the connection's statement cache)."""
+    out: list[Any] = []
+    i = 0
+    while i < len(rows):
+        count = min(64, 1 << ((len(rows) - i).bit_length() - 1))
+        part = rows[i : i + count]
+        sql = template.format(marks(len(part[0]), count))
+        out.extend(db.execute(sql, [v for row in part for v in row]))
+        i += count
+    return out
+
 
 class Store(OutboxQueries, BatchQueries, ReportQueries):
     """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
@@ -62,6 +118,8 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
             self._db.execute("PRAGMA busy_timeout=2000")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        # Committed group_last rows, so a webhook's duplicate check needs no query.
+        self._last: dict[tuple[str, str], tuple[str, float]] = {}
         self._migrate()
 
     # -- schema -----------------------------------------------------------------------
@@ -107,42 +165,59 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
+        """One transaction for the batch, a few statements per table (not per row)."""
         out: list[IngestResult] = []
+        rows: list[tuple[object, ...]] = []
+        settled: list[DispatchPlan] = []
         with self._tx() as db:
-            for it in items:
-                last = db.execute(
-                    "SELECT dedup_key, received_at FROM group_last "
-                    "WHERE receiver=? AND group_key=?",
-                    (it.receiver, it.group_key),
-                ).fetchone()
+            last = self._group_last(db, {(it.receiver, it.group_key) for it in items})
+            base = db.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()[0]
+            now: dict[tuple[str, str], tuple[str, float]] = {}
+            for nid, it in enumerate(items, start=base + 1):
+                key = (it.receiver, it.group_key)
+                prev = now.get(key) or last.get(key)
                 duplicate = (
-                    last is not None
-                    and last[0] == it.dedup_key
-                    and it.received_at - last[1] < it.dedup_window
+                    prev is not None
+                    and prev[0] == it.dedup_key
+                    and it.received_at - prev[1] < it.dedup_window
                 )
-                cur = db.execute(
-                    "INSERT INTO notifications (received_at, receiver, group_key, status, "
-                    "dedup_key, payload, state, reason) VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        it.received_at,
-                        it.receiver,
-                        it.group_key,
-                        it.status,
-                        it.dedup_key,
-                        it.payload,
-                        "duplicate" if duplicate else "pending",
-                        "same alerts as the last notification of this group" if duplicate else None,
-                    ),
-                )
+                reason: str | None
+                if duplicate:
+                    state, reason = "duplicate", _DUPLICATE
+                elif it.settled is not None:
+                    state, reason = "processed", it.settled.reason
+                    it.settled.notification_id = nid
+                    self._apply_plan(db, it.settled, it.received_at, Queued([], 0))
+                    settled.append(it.settled)
+                else:
+                    state, reason = "pending", None
                 if not duplicate:
-                    db.execute(
-                        "INSERT INTO group_last (receiver, group_key, dedup_key, received_at) "
-                        "VALUES (?,?,?,?) ON CONFLICT (receiver, group_key) DO UPDATE SET "
-                        "dedup_key=excluded.dedup_key, received_at=excluded.received_at",
-                        (it.receiver, it.group_key, it.dedup_key, it.received_at),
-                    )
-                out.append(IngestResult(int(cur.lastrowid or 0), duplicate))
+                    now[key] = (it.dedup_key, it.received_at)
+                row = (nid, it.received_at, *key, it.status, it.dedup_key, it.payload, state)
+                rows.append((*row, reason))
+                out.append(IngestResult(nid, duplicate))
+            _in_statements(db, _INSERT_NOTIFICATIONS, rows)
+            _in_statements(db, _UPSERT_GROUP_LAST, [(*k, *v) for k, v in now.items()])
+            if settled:
+                self._record_history(db, settled, items[-1].received_at)
+        # Committed: only now may later batches compare against these.
+        if len(self._last) > _GROUP_CACHE:
+            self._last.clear()
+        self._last.update(now)
         return out
+
+    def _group_last(
+        self, db: sqlite3.Connection, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, float]]:
+        """The last accepted (dedup key, time) of each group, from memory or the store."""
+        found = {k: self._last[k] for k in keys if k in self._last}
+        missing = [k for k in keys if k not in found]
+        # An OR of key pairs is one primary-key search per pair (an IN list is a scan).
+        for receiver, group_key, dedup_key, at in _in_statements(
+            db, _SELECT_GROUP_LAST, missing, _key_marks
+        ):
+            found[(receiver, group_key)] = (dedup_key, at)
+        return found
 
     def pending_notifications(
         self, limit: int = 100, parsed: Collection[int] = ()
@@ -207,38 +282,36 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         with self._tx(durable=False) as db:
             for plan in plans:
                 self._apply_plan(db, plan, now, queued)
-            # Per-alert and per-notification rows in one call each: fewer statements for
-            # the store thread to run (and hand the GIL back and forth for) per webhook.
-            db.executemany(
-                "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, "
-                "labels, annotations, ends_at, first_seen, last_seen, last_notification_id) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint, starts_at) DO UPDATE "
-                "SET status=excluded.status, annotations=excluded.annotations, "
-                "ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
-                "last_notification_id=excluded.last_notification_id",
-                [
-                    (
-                        a.fingerprint,
-                        a.starts_at,
-                        a.alertname,
-                        a.severity,
-                        a.status,
-                        a.labels,
-                        a.annotations,
-                        a.ends_at,
-                        now,
-                        now,
-                        plan.notification_id,
-                    )
-                    for plan in plans
-                    for a in plan.alerts
-                ],
-            )
+            self._record_history(db, plans, now)
             db.executemany(
                 "UPDATE notifications SET state='processed', reason=? WHERE id=?",
                 [(plan.reason, plan.notification_id) for plan in plans],
             )
         return queued
+
+    @staticmethod
+    def _record_history(db: sqlite3.Connection, plans: Sequence[DispatchPlan], now: float) -> None:
+        """Each plan's alerts into the alert history, in one statement. Plans are committed
+        out of id order (a notification settled at ingest overtakes an older one still
+        being rendered), so an alert keeps the state of the newest notification."""
+        rows = [
+            (
+                a.fingerprint,
+                a.starts_at,
+                a.alertname,
+                a.severity,
+                a.status,
+                a.labels,
+                a.annotations,
+                a.ends_at,
+                now,
+                now,
+                plan.notification_id,
+            )
+            for plan in plans
+            for a in plan.alerts
+        ]
+        _in_statements(db, _UPSERT_ALERTS, rows)
 
     def _apply_plan(
         self, db: sqlite3.Connection, plan: DispatchPlan, now: float, queued: Queued
@@ -378,6 +451,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 "DELETE FROM threads WHERE closed_at IS NOT NULL AND closed_at < ?", (before,)
             ).rowcount
             db.execute("DELETE FROM group_last WHERE received_at < ?", (before,))
+            self._last.clear()
             db.execute("DELETE FROM flood_budget WHERE at < ?", (before,))
             db.execute(
                 "DELETE FROM folded WHERE created_at < ? AND catchup_outbox_id IS NOT NULL",

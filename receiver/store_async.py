@@ -1,9 +1,12 @@
 """The async face of the store: one thread owns the SQLite connection.
 
 Webhook ingests that arrive while a commit is in progress are gathered and committed
-together in the next transaction, so concurrent senders share one fsync. Ingest work is
-queued ahead of background work (dispatch, delivery bookkeeping, pages): an answer to
-Alertmanager never waits behind a batch of outbox writes.
+together in the next transaction, so concurrent senders share one fsync. The store thread
+gathers them itself: when a commit ends it starts the next one with every ingest that has
+arrived meanwhile, with no trip through the event loop in between (on a busy machine each
+such trip waits for a core). Ingest work is queued ahead of background work (dispatch,
+delivery bookkeeping, pages): an answer to Alertmanager never waits behind a batch of
+outbox writes.
 """
 
 from __future__ import annotations
@@ -34,12 +37,71 @@ URGENT, BACKGROUND = 0, 1
 _STOP = object()
 
 
+class _GroupCommit(Generic[ItemT, ResultT]):
+    """A store method that writes many calls' items in one transaction."""
+
+    def __init__(self, priority: int, write: Callable[[list[ItemT]], list[ResultT]]) -> None:
+        self.priority = priority
+        self._write = write
+
+    def run(self, calls: list[_Call[ItemT, ResultT]]) -> None:
+        """On the store thread: write the items, then answer every caller on its loop."""
+        outcome: list[ResultT] | BaseException
+        try:
+            outcome = self._write([c.item for c in calls])
+        except StoreError as exc:
+            outcome = exc
+        except BaseException as exc:  # a bug: the callers get an error, not a hang
+            outcome = StoreError(f"store write failed: {exc!r}")
+            outcome.__cause__ = exc
+        try:
+            calls[0].loop.call_soon_threadsafe(_answer, calls, outcome)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.warning("store: %d results for a closed event loop dropped", len(calls))
+
+
+class _Call(Generic[ItemT, ResultT]):
+    """One caller's item, the future it awaits, and what to run when its result is known."""
+
+    __slots__ = ("fut", "group", "item", "loop", "on_done")
+
+    def __init__(
+        self,
+        group: _GroupCommit[ItemT, ResultT],
+        item: ItemT,
+        on_done: Callable[[ResultT], None] | None,
+    ) -> None:
+        self.group = group
+        self.item = item
+        self.loop = asyncio.get_running_loop()
+        self.fut: asyncio.Future[ResultT] = self.loop.create_future()
+        self.on_done = on_done
+
+
+def _answer(calls: list[_Call[Any, Any]], outcome: list[Any] | BaseException) -> None:
+    """On the event loop, one step for the whole batch: each callback, then its caller."""
+    if isinstance(outcome, BaseException):
+        for c in calls:
+            if not c.fut.done():
+                c.fut.set_exception(outcome)
+        return
+    for c, res in zip(calls, outcome, strict=True):
+        if c.on_done is not None:
+            try:
+                c.on_done(res)
+            except Exception:  # a bug there must not keep the others waiting
+                log.exception("store: callback after a commit failed")
+        if not c.fut.done():
+            c.fut.set_result(res)
+
+
 class _StoreThread:
     """A single worker thread taking jobs by priority, then in arrival order.
 
     Jobs arrive through a SimpleQueue (a C queue: no Condition, no lock per waiter, which
     a PriorityQueue costs on every webhook) and are sorted into one deque per priority by
     the thread itself, which looks at everything that has arrived before it picks a job.
+    A group-commit call at the head of a lane takes the same group's calls behind it along.
     """
 
     def __init__(self) -> None:
@@ -51,6 +113,9 @@ class _StoreThread:
         fut: Future[T] = Future()
         self._inbox.put((priority, fn, fut))
         return fut
+
+    def submit_call(self, call: _Call[Any, Any]) -> None:
+        self._inbox.put((call.group.priority, call, None))
 
     def _run(self) -> None:
         lanes: tuple[deque[tuple[Any, Future[Any] | None]], ...] = tuple(
@@ -64,9 +129,16 @@ class _StoreThread:
             while not inbox.empty():
                 priority, fn, fut = inbox.get_nowait()
                 lanes[priority].append((fn, fut))
-            fn, fut = next(lane for lane in lanes if lane).popleft()
+            lane = next(lane for lane in lanes if lane)
+            fn, fut = lane.popleft()
             if fn is _STOP:
                 return
+            if isinstance(fn, _Call):
+                calls = [fn]
+                while lane and isinstance(lane[0][0], _Call) and lane[0][0].group is fn.group:
+                    calls.append(lane.popleft()[0])
+                fn.group.run(calls)
+                continue
             assert fut is not None
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -81,76 +153,17 @@ class _StoreThread:
         self._thread.join()
 
 
-# An item, the future its caller awaits, and what to run as soon as its result is known.
-_Call = tuple[ItemT, "asyncio.Future[ResultT]", Callable[[ResultT], None] | None]
-
-
-class _GroupCommit(Generic[ItemT, ResultT]):
-    """Calls arriving while a commit runs are written together in the next one."""
-
-    def __init__(
-        self,
-        worker: _StoreThread,
-        priority: int,
-        write: Callable[[list[ItemT]], list[ResultT]],
-        name: str,
-    ) -> None:
-        self._worker = worker
-        self._priority = priority
-        self._write = write
-        self._name = name
-        self._pending: list[_Call[ItemT, ResultT]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    async def submit(
-        self, item: ItemT, on_done: Callable[[ResultT], None] | None = None
-    ) -> ResultT:
-        fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut, on_done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name=self._name)
-        return await fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                items = [it for it, _, _ in batch]
-                job = functools.partial(self._write, items)
-                try:
-                    results = await asyncio.wrap_future(self._worker.submit(self._priority, job))
-                except StoreError as exc:
-                    for _, fut, _ in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                except BaseException as exc:
-                    for _, fut, _ in batch:
-                        if not fut.done():
-                            fut.set_exception(StoreError(f"store write failed: {exc!r}"))
-                    raise
-                for (_, fut, on_done), res in zip(batch, results, strict=True):
-                    if on_done is not None:
-                        try:
-                            on_done(res)
-                        except Exception:  # a bug there must not keep the others waiting
-                            log.exception("%s: callback after a commit failed", self._name)
-                    if not fut.done():
-                        fut.set_result(res)
-        finally:
-            self._flusher = None
-
-    async def drain(self) -> None:
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-
-
 class AsyncStore:
     def __init__(self, store: Store, worker: _StoreThread) -> None:
         self.store = store
         self._worker = worker
-        self._ingests = _GroupCommit(worker, URGENT, store.ingest_batch, "alertmail-ingest")
-        self._outcomes = _GroupCommit(worker, BACKGROUND, store.finish_many, "alertmail-outcomes")
+        # Looked up at each write, so a wrapped store method (in tests) is the one called.
+        self._ingests: _GroupCommit[IngestItem, IngestResult] = _GroupCommit(
+            URGENT, lambda items: self.store.ingest_batch(items)
+        )
+        self._outcomes: _GroupCommit[Outcome, str] = _GroupCommit(
+            BACKGROUND, lambda items: self.store.finish_many(items)
+        )
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
@@ -179,16 +192,26 @@ class AsyncStore:
 
         ``on_stored`` runs on the event loop as soon as the commit's result arrives, before
         the result of any store job that ran after the commit (a dispatcher's query for
-        pending rows) is seen: one more step than awaiting the result would take.
+        pending rows) is seen: both reach the loop in the order the store thread ran them.
         """
-        return await self._ingests.submit(item, on_stored)
+        return await self._call(self._ingests, item, on_stored)
 
     async def finish(self, outcome: Outcome) -> str:
         """Record a delivery outcome; outcomes arriving together share a transaction."""
-        return await self._outcomes.submit(outcome)
+        return await self._call(self._outcomes, outcome, None)
+
+    async def _call(
+        self,
+        group: _GroupCommit[ItemT, ResultT],
+        item: ItemT,
+        on_done: Callable[[ResultT], None] | None,
+    ) -> ResultT:
+        call = _Call(group, item, on_done)
+        self._worker.submit_call(call)
+        return await call.fut
 
     async def close(self) -> None:
-        await self._ingests.drain()
-        await self._outcomes.drain()
+        # Background priority, after every queued ingest and outcome has been written; their
+        # answers reach the loop first too (the loop runs callbacks in the order they came).
         await self.run(self.store.close)
         await asyncio.to_thread(self._worker.shutdown)

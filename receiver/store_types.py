@@ -17,6 +17,10 @@ class IngestItem:
     dedup_key: str
     payload: str
     dedup_window: float
+    # The notification's whole dispatch plan when it needs no thread or rendering (digest
+    # routes only, no route, the dead man's heartbeat): written in the ingest transaction,
+    # unless the notification is a duplicate, so the dispatcher never sees it.
+    settled: DispatchPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)

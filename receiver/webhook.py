@@ -19,7 +19,7 @@ from aiohttp import web
 
 from receiver import wire
 from receiver.config import WebhookAuth
-from receiver.dispatcher import is_heartbeat
+from receiver.dispatch_plan import is_heartbeat, settle_at_ingest
 from receiver.errors import PayloadError, StoreError
 from receiver.keys import DISPATCHER, METRICS, RUNTIME, STORE
 from receiver.matchers import unquote_receiver
@@ -130,20 +130,23 @@ async def handle_webhook(request: web.Request) -> web.Response:
     deadman = config.deadman
     # A heartbeat repeats with the same alerts by design: never drop one as a duplicate.
     heartbeat = deadman is not None and is_heartbeat(n, deadman.alertname)
+    received_at = dispatcher.clock()
+    settled = settle_at_ingest(config, n, received_at)
     item = IngestItem(
-        received_at=dispatcher.clock(),
+        received_at=received_at,
         receiver=n.receiver,
         group_key=n.group_key,
         status=n.status,
         dedup_key=n.dedup_key(),
         payload=text,
         dedup_window=0.0 if heartbeat else config.dedup_window,
+        settled=settled,
     )
 
     def stored(result: IngestResult) -> None:
         # Hands the parsed notification to the dispatcher before it can see the new row
         # (else it would parse the stored payload again).
-        if not result.duplicate:
+        if not result.duplicate and settled is None:
             dispatcher.accepted(result.notification_id, n)
 
     try:
@@ -158,6 +161,8 @@ async def handle_webhook(request: web.Request) -> web.Response:
         metrics.deliveries.labels("email", "duplicate").inc()
     else:
         metrics.webhooks.labels(label, "accepted").inc()
+        if heartbeat:
+            metrics.deadman_seen.set(received_at)
         firing = len(n.firing)
         metrics.alerts.labels("firing").inc(firing)
         metrics.alerts.labels("resolved").inc(len(n.alerts) - firing)

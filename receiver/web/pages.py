@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from receiver.dispatcher import DEADMAN_SEEN_KEY
+from receiver.dispatch_plan import DEADMAN_SEEN_KEY
 from receiver.keys import DISPATCHER, RUNTIME, STORE
 from receiver.store_views import DeliveryFilter, StoreViews
 from receiver.units import parse_duration

@@ -363,7 +363,7 @@ def test_receiver_example_config_loads_with_the_receiver(tmp_path: Path) -> None
     # The Watchdog is the dead man's switch's heartbeat, consumed before routing: the first
     # route is a real one.
     assert str(cfg.routes[0].matchers[0]) == 'severity="critical"'
-    from receiver.dispatcher import is_heartbeat
+    from receiver.dispatch_plan import is_heartbeat
     from receiver.model import parse_notification
 
     beat = parse_notification({"alerts": [{"labels": {"alertname": "Watchdog"}}]})

@@ -248,11 +248,42 @@ async def test_burst_of_concurrent_webhooks_all_stored(tmp_path: Path) -> None:
         statuses = await asyncio.gather(*(one(i) for i in range(300)))
         assert statuses == [200] * 300
         store = rx.app[STORE]
-        pending_or_done = await store.run(store.store.pending_notifications, 1000)
-        dispatched = len(pending_or_done)
+        # No route: each was settled in its own ingest transaction, none left to dispatch.
+        assert await store.run(store.store.pending_notifications, 1000) == []
     db = sqlite3.connect(tmp_path / "alertmail.db")
-    assert db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 300
-    assert dispatched <= 300
+    states = db.execute("SELECT state, reason, COUNT(*) FROM notifications GROUP BY 1, 2")
+    assert states.fetchall() == [("processed", "no route matched", 300)]
+
+
+async def test_digest_only_notifications_are_settled_when_answered(tmp_path: Path) -> None:
+    routes = [
+        {
+            "name": "digest",
+            "matchers": ["severity!=critical"],
+            "mode": "digest",
+            "every": "1h",
+            "email": ["team@example.com"],
+        },
+        {"name": "pager", "email": ["oncall@example.com"]},
+    ]
+    async with smtp_sink() as sink:
+        cfg = make_config(tmp_path, [server(sink)], routes=routes)
+        async with running(cfg) as rx:
+            warning = load_fixture("warning_route_firing.json")
+            critical = load_fixture("firing_single.json")
+            assert warning["commonLabels"]["severity"] != "critical"
+            assert critical["commonLabels"]["severity"] == "critical"
+            answer = await (await rx.post(warning)).json()
+            db = sqlite3.connect(tmp_path / "alertmail.db")
+            # Answered: already in the digest, with no dispatcher pass.
+            row = db.execute("SELECT state FROM notifications WHERE id=?", (answer["id"],))
+            assert row.fetchone() == ("processed",)
+            entries = db.execute("SELECT route, notification_id FROM digest_entries")
+            assert entries.fetchall() == [("digest", answer["id"])]
+            assert (await rx.post(critical)).status == 200
+            (mail,) = await wait_mail(sink, 1)  # the critical one is dispatched and sent now
+            db.close()
+    assert "oncall@example.com" in mail["To"]
 
 
 async def test_json_the_fast_parser_refuses_is_still_accepted_and_sent(tmp_path: Path) -> None:

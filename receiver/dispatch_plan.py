@@ -1,0 +1,72 @@
+"""What a notification turns into before anything is rendered: pure functions over plain data.
+
+Most notifications need no thread and no rendering (digest routes, no route, the dead
+man's heartbeat). Their whole plan is known when the webhook is parsed, so it is written in
+the ingest transaction itself and the dispatcher only sees notifications a route sends now.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from receiver.batching import bucket_start
+from receiver.config import Config
+from receiver.model import Notification
+from receiver.routing import RouteMatch, routes_for
+from receiver.store_types import AlertRecord, DispatchPlan
+
+DEADMAN_SEEN_KEY = "deadman_last_seen"
+
+
+def is_heartbeat(n: Notification, alertname: str) -> bool:
+    return bool(n.alerts) and all(a.name == alertname for a in n.alerts)
+
+
+def _sorted_json(value: dict[str, str]) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def alert_records(n: Notification) -> list[AlertRecord]:
+    return [
+        AlertRecord(
+            fingerprint=a.fingerprint,
+            starts_at=a.starts_at.isoformat() if a.starts_at else "",
+            alertname=a.name,
+            severity=a.severity,
+            status=a.status,
+            labels=_sorted_json(a.labels),
+            annotations=_sorted_json(a.annotations),
+            ends_at=a.ends_at.isoformat() if a.ends_at else None,
+        )
+        for a in n.alerts
+    ]
+
+
+def sends_now(match: RouteMatch) -> bool:
+    """Whether the route opens a thread and queues messages (the dispatcher's part)."""
+    return match.route.mode == "immediate" and bool(match.route.email or match.route.slack)
+
+
+def plan_routes(
+    config: Config, n: Notification, notification_id: int, received_at: float, now: float
+) -> tuple[DispatchPlan, list[RouteMatch]]:
+    """The plan's history, heartbeat and digest parts, and the matches that send now."""
+    plan = DispatchPlan(notification_id, alerts=alert_records(n))
+    if config.deadman is not None and is_heartbeat(n, config.deadman.alertname):
+        # The Watchdog proves the pipeline works; it is not news for anybody's inbox.
+        plan.kv.append((DEADMAN_SEEN_KEY, repr(received_at)))
+        plan.reason = "dead man's switch heartbeat"
+        return plan, []
+    matches = routes_for(config.routes, n)
+    if not matches:
+        plan.reason = "no route matched"
+    for m in matches:
+        if m.route.mode == "digest":
+            plan.digest_entries.append((m.key, bucket_start(now, m.route.every, config.tz)))
+    return plan, [m for m in matches if sends_now(m)]
+
+
+def settle_at_ingest(config: Config, n: Notification, received_at: float) -> DispatchPlan | None:
+    """The whole plan when no route sends ``n`` now; None when the dispatcher must."""
+    plan, sending = plan_routes(config, n, 0, received_at, received_at)
+    return None if sending else plan
