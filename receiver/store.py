@@ -10,7 +10,7 @@ timeout make that safe.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ _DUPLICATE = "same alerts as the last notification of this group"
 _GROUP_CACHE = 100_000  # groups whose last notification is remembered in memory
 
 _INSERT_NOTIFICATIONS = (
-    "INSERT INTO notifications (id, received_at, receiver, group_key, status, dedup_key, "
+    "INSERT INTO notifications (received_at, receiver, group_key, status, dedup_key, "
     "payload, state, reason) VALUES {}"
 )
 _UPSERT_GROUP_LAST = (
@@ -77,27 +77,45 @@ def _key_marks(width: int, count: int) -> str:
     return " OR ".join(["(receiver=? AND group_key=?)"] * count)
 
 
+def _parts(rows: Sequence[Sequence[object]]) -> Iterator[Sequence[Sequence[object]]]:
+    """``rows`` in runs of 64, 32, ... 1: a few statement texts, all of them kept in the
+    connection's statement cache."""
+    i = 0
+    while i < len(rows):
+        count = min(64, 1 << ((len(rows) - i).bit_length() - 1))
+        yield rows[i : i + count]
+        i += count
+
+
 def _in_statements(
     db: sqlite3.Connection,
     template: str,
     rows: Sequence[Sequence[object]],
     marks: Callable[[int, int], str] = _row_marks,
 ) -> list[Any]:
-    """Run ``template`` over ``rows`` a few rows per statement, and return what it selects.
+    """Run ``template`` over ``rows`` a run of rows per statement; returns what it selects.
 
-    Each statement step hands the GIL back to the event loop and must win it back, which
-    costs far more than the step itself while webhooks arrive, so rows go together. Row
-    counts are powers of two up to 64, so a handful of statement texts are ever prepared
-    (and stay in the connection's statement cache)."""
+    Each statement step hands the GIL to the event loop and must win it back, which
+    costs far more than the step itself while webhooks arrive, so rows go together."""
     out: list[Any] = []
-    i = 0
-    while i < len(rows):
-        count = min(64, 1 << ((len(rows) - i).bit_length() - 1))
-        part = rows[i : i + count]
-        sql = template.format(marks(len(part[0]), count))
+    for part in _parts(rows):
+        sql = template.format(marks(len(part[0]), len(part)))
         out.extend(db.execute(sql, [v for row in part for v in row]))
-        i += count
     return out
+
+
+def _insert_rows(
+    db: sqlite3.Connection, template: str, rows: Sequence[Sequence[object]]
+) -> list[int]:
+    """Insert ``rows`` as ``_in_statements`` does; returns their new row ids. A multi-row
+    INSERT gives its rows consecutive rowids (each the table's largest plus one), so the
+    last one tells them all."""
+    ids: list[int] = []
+    for part in _parts(rows):
+        sql = template.format(_row_marks(len(part[0]), len(part)))
+        last = int(db.execute(sql, [v for row in part for v in row]).lastrowid or 0)
+        ids.extend(range(last - len(part) + 1, last + 1))
+    return ids
 
 
 class Store(OutboxQueries, BatchQueries, ReportQueries):
@@ -120,7 +138,9 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
         # Committed group_last rows, so a webhook's duplicate check needs no query.
         self._last: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last_complete = False
         self._migrate()
+        self._load_groups()
 
     # -- schema -----------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -165,52 +185,76 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
 
     # -- ingest -----------------------------------------------------------------------
     def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
-        """One transaction for the batch, a few statements per table (not per row)."""
-        out: list[IngestResult] = []
-        rows: list[tuple[object, ...]] = []
+        """One transaction for the batch, with one statement per table (not per row)."""
+        states: list[tuple[str, str | None]] = []
+        now: dict[tuple[str, str], tuple[str, float]] = {}
+        last = self._group_last(self._db, {(it.receiver, it.group_key) for it in items})
+        for it in items:
+            key = (it.receiver, it.group_key)
+            prev = now.get(key) or last.get(key)
+            if (
+                prev is not None
+                and prev[0] == it.dedup_key
+                and it.received_at - prev[1] < it.dedup_window
+            ):
+                states.append(("duplicate", _DUPLICATE))
+                continue
+            now[key] = (it.dedup_key, it.received_at)
+            if it.settled is not None:
+                states.append(("processed", it.settled.reason))
+            else:
+                states.append(("pending", None))
+        rows = [
+            (it.received_at, it.receiver, it.group_key, it.status, it.dedup_key, it.payload, *st)
+            for it, st in zip(items, states, strict=True)
+        ]
         settled: list[DispatchPlan] = []
         with self._tx() as db:
-            last = self._group_last(db, {(it.receiver, it.group_key) for it in items})
-            base = db.execute("SELECT coalesce(max(id), 0) FROM notifications").fetchone()[0]
-            now: dict[tuple[str, str], tuple[str, float]] = {}
-            for nid, it in enumerate(items, start=base + 1):
-                key = (it.receiver, it.group_key)
-                prev = now.get(key) or last.get(key)
-                duplicate = (
-                    prev is not None
-                    and prev[0] == it.dedup_key
-                    and it.received_at - prev[1] < it.dedup_window
-                )
-                reason: str | None
-                if duplicate:
-                    state, reason = "duplicate", _DUPLICATE
-                elif it.settled is not None:
-                    state, reason = "processed", it.settled.reason
+            ids = _insert_rows(db, _INSERT_NOTIFICATIONS, rows)
+            _in_statements(db, _UPSERT_GROUP_LAST, [(*k, *v) for k, v in now.items()])
+            for nid, it, (state, _) in zip(ids, items, states, strict=True):
+                if it.settled is not None and state == "processed":
                     it.settled.notification_id = nid
                     self._apply_plan(db, it.settled, it.received_at, Queued([], 0))
                     settled.append(it.settled)
-                else:
-                    state, reason = "pending", None
-                if not duplicate:
-                    now[key] = (it.dedup_key, it.received_at)
-                row = (nid, it.received_at, *key, it.status, it.dedup_key, it.payload, state)
-                rows.append((*row, reason))
-                out.append(IngestResult(nid, duplicate))
-            _in_statements(db, _INSERT_NOTIFICATIONS, rows)
-            _in_statements(db, _UPSERT_GROUP_LAST, [(*k, *v) for k, v in now.items()])
             if settled:
                 self._record_history(db, settled, items[-1].received_at)
         # Committed: only now may later batches compare against these.
-        if len(self._last) > _GROUP_CACHE:
+        self._remember_groups(now)
+        return [
+            IngestResult(nid, state == "duplicate")
+            for nid, (state, _) in zip(ids, states, strict=True)
+        ]
+
+    def _load_groups(self) -> None:
+        """Every group's last accepted notification, in memory while there are not too many:
+        then a webhook for a group never seen before needs no query either."""
+        count = self._db.execute("SELECT COUNT(*) FROM group_last").fetchone()[0]
+        self._last_complete = count <= _GROUP_CACHE
+        self._last = (
+            {
+                (r, g): (k, at)
+                for r, g, k, at in self._db.execute(
+                    "SELECT receiver, group_key, dedup_key, received_at FROM group_last"
+                )
+            }
+            if self._last_complete
+            else {}
+        )
+
+    def _remember_groups(self, groups: dict[tuple[str, str], tuple[str, float]]) -> None:
+        self._last.update(groups)
+        if len(self._last) > _GROUP_CACHE:  # from now on, look up what is not in memory
             self._last.clear()
-        self._last.update(now)
-        return out
+            self._last_complete = False
 
     def _group_last(
         self, db: sqlite3.Connection, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, float]]:
         """The last accepted (dedup key, time) of each group, from memory or the store."""
         found = {k: self._last[k] for k in keys if k in self._last}
+        if self._last_complete:
+            return found
         missing = [k for k in keys if k not in found]
         # An OR of key pairs is one primary-key search per pair (an IN list is a scan).
         for receiver, group_key, dedup_key, at in _in_statements(
@@ -451,7 +495,6 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 "DELETE FROM threads WHERE closed_at IS NOT NULL AND closed_at < ?", (before,)
             ).rowcount
             db.execute("DELETE FROM group_last WHERE received_at < ?", (before,))
-            self._last.clear()
             db.execute("DELETE FROM flood_budget WHERE at < ?", (before,))
             db.execute(
                 "DELETE FROM folded WHERE created_at < ? AND catchup_outbox_id IS NOT NULL",
@@ -462,6 +505,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 "digests d WHERE d.route=digest_entries.route AND d.bucket=digest_entries.bucket)",
                 (before,),
             )
+        self._last = {k: v for k, v in self._last.items() if v[1] >= before}
         return n
 
 

@@ -420,3 +420,20 @@ def test_duplicates_are_found_after_a_restart_and_after_pruning(tmp_path: Path) 
     assert [r.duplicate for r in again] == [True, False]
     s.prune(before=1040)  # g1's last accepted notification (at 1000) is gone
     assert s.ingest_batch([item("g1", at=1060)])[0].duplicate is False
+
+
+def test_duplicates_are_found_with_more_groups_than_memory_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import receiver.store as store_mod
+
+    monkeypatch.setattr(store_mod, "_GROUP_CACHE", 3)
+    path = tmp_path / "a.db"
+    s = Store(path)
+    s.ingest_batch([item(f"g{i}", at=1000) for i in range(5)])  # more than memory holds
+    again = s.ingest_batch([item(f"g{i}", at=1010) for i in range(5)])
+    assert all(r.duplicate for r in again)  # looked up in the store, not in memory
+    s.close()
+    s = Store(path)  # too many groups to load at start: looked up as well
+    assert all(r.duplicate for r in s.ingest_batch([item("g4", at=1020), item("g0", at=1020)]))
+    assert not s.ingest_batch([item("g9", at=1020)])[0].duplicate
