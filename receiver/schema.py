@@ -183,6 +183,48 @@ MIGRATIONS: tuple[str, ...] = (
     -- One message per thread and recipients in flight at a time: sent in order.
     CREATE INDEX outbox_sending ON outbox(supersede_key) WHERE state = 'sending';
     """,
+    # v5: a batch of webhooks written by one statement
+    """
+    -- Inserting into this view writes a batch of ingested webhooks: each row says by its
+    -- kind which table it goes to (n: notifications, and group_last unless a duplicate;
+    -- a: alert history; d: digest entries; k: kv). One multi-row INSERT is one statement
+    -- step, so the store thread gives up the GIL (and must win it back from the event
+    -- loop) once per batch rather than once per table. Rows go in the order given.
+    CREATE VIEW ingest_rows (kind, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10) AS
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
+    CREATE TRIGGER ingest_notification INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'n'
+    BEGIN
+        INSERT INTO notifications (id, received_at, receiver, group_key, status, dedup_key,
+            payload, state, reason)
+        VALUES (NEW.c1, NEW.c2, NEW.c3, NEW.c4, NEW.c5, NEW.c6, NEW.c7, NEW.c8, NEW.c9);
+        INSERT INTO group_last (receiver, group_key, dedup_key, received_at)
+        SELECT NEW.c3, NEW.c4, NEW.c6, NEW.c2 WHERE NEW.c8 != 'duplicate'
+        ON CONFLICT (receiver, group_key) DO UPDATE SET
+            dedup_key = excluded.dedup_key, received_at = excluded.received_at;
+    END;
+    CREATE TRIGGER ingest_alert INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'a'
+    BEGIN
+        INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, labels,
+            annotations, ends_at, first_seen, last_seen, last_notification_id)
+        VALUES (NEW.c1, NEW.c2, NEW.c3, NEW.c4, NEW.c5, NEW.c6, NEW.c7, NEW.c8, NEW.c9,
+            NEW.c9, NEW.c10)
+        ON CONFLICT (fingerprint, starts_at) DO UPDATE SET status = excluded.status,
+            annotations = excluded.annotations, ends_at = excluded.ends_at,
+            last_seen = excluded.last_seen, last_notification_id = excluded.last_notification_id
+        WHERE alerts.last_notification_id IS NULL
+            OR excluded.last_notification_id >= alerts.last_notification_id;
+    END;
+    CREATE TRIGGER ingest_digest_entry INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'd'
+    BEGIN
+        INSERT INTO digest_entries (route, bucket, notification_id, created_at)
+        VALUES (NEW.c1, NEW.c2, NEW.c3, NEW.c4);
+    END;
+    CREATE TRIGGER ingest_kv INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'k'
+    BEGIN
+        INSERT INTO kv (key, value) VALUES (NEW.c1, NEW.c2)
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,13 +10,13 @@ timeout make that safe.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
 
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
+from receiver.store_ingest import IngestQueries, history_rows, write_rows
 from receiver.store_outbox import OutboxQueries, is_sent
 from receiver.store_reports import ReportQueries
 from receiver.store_types import (
@@ -44,81 +44,8 @@ __all__ = [
     "Thread",
 ]
 
-_DUPLICATE = "same alerts as the last notification of this group"
-_GROUP_CACHE = 100_000  # groups whose last notification is remembered in memory
 
-_INSERT_NOTIFICATIONS = (
-    "INSERT INTO notifications (received_at, receiver, group_key, status, dedup_key, "
-    "payload, state, reason) VALUES {}"
-)
-_UPSERT_GROUP_LAST = (
-    "INSERT INTO group_last (receiver, group_key, dedup_key, received_at) VALUES {} "
-    "ON CONFLICT (receiver, group_key) DO UPDATE SET "
-    "dedup_key=excluded.dedup_key, received_at=excluded.received_at"
-)
-_SELECT_GROUP_LAST = "SELECT receiver, group_key, dedup_key, received_at FROM group_last WHERE {}"
-_UPSERT_ALERTS = (
-    "INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, labels, "
-    "annotations, ends_at, first_seen, last_seen, last_notification_id) VALUES {} "
-    "ON CONFLICT (fingerprint, starts_at) DO UPDATE SET status=excluded.status, "
-    "annotations=excluded.annotations, ends_at=excluded.ends_at, last_seen=excluded.last_seen, "
-    "last_notification_id=excluded.last_notification_id "
-    "WHERE alerts.last_notification_id IS NULL "
-    "OR excluded.last_notification_id >= alerts.last_notification_id"
-)
-
-
-def _row_marks(width: int, count: int) -> str:
-    one = "(" + ",".join("?" * width) + ")"
-    return ",".join([one] * count)
-
-
-def _key_marks(width: int, count: int) -> str:
-    return " OR ".join(["(receiver=? AND group_key=?)"] * count)
-
-
-def _parts(rows: Sequence[Sequence[object]]) -> Iterator[Sequence[Sequence[object]]]:
-    """``rows`` in runs of 64, 32, ... 1: a few statement texts, all of them kept in the
-    connection's statement cache."""
-    i = 0
-    while i < len(rows):
-        count = min(64, 1 << ((len(rows) - i).bit_length() - 1))
-        yield rows[i : i + count]
-        i += count
-
-
-def _in_statements(
-    db: sqlite3.Connection,
-    template: str,
-    rows: Sequence[Sequence[object]],
-    marks: Callable[[int, int], str] = _row_marks,
-) -> list[Any]:
-    """Run ``template`` over ``rows`` a run of rows per statement; returns what it selects.
-
-    Each statement step hands the GIL to the event loop and must win it back, which
-    costs far more than the step itself while webhooks arrive, so rows go together."""
-    out: list[Any] = []
-    for part in _parts(rows):
-        sql = template.format(marks(len(part[0]), len(part)))
-        out.extend(db.execute(sql, [v for row in part for v in row]))
-    return out
-
-
-def _insert_rows(
-    db: sqlite3.Connection, template: str, rows: Sequence[Sequence[object]]
-) -> list[int]:
-    """Insert ``rows`` as ``_in_statements`` does; returns their new row ids. A multi-row
-    INSERT gives its rows consecutive rowids (each the table's largest plus one), so the
-    last one tells them all."""
-    ids: list[int] = []
-    for part in _parts(rows):
-        sql = template.format(_row_marks(len(part[0]), len(part)))
-        last = int(db.execute(sql, [v for row in part for v in row]).lastrowid or 0)
-        ids.extend(range(last - len(part) + 1, last + 1))
-    return ids
-
-
-class Store(OutboxQueries, BatchQueries, ReportQueries):
+class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
     """Synchronous store. Use from one thread at a time (``AsyncStore`` does that)."""
 
     def __init__(self, path: Path | str) -> None:
@@ -139,8 +66,10 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         # Committed group_last rows, so a webhook's duplicate check needs no query.
         self._last: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_complete = False
+        self._next_id = 1
         self._migrate()
         self._load_groups()
+        self._load_next_id()
 
     # -- schema -----------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -183,86 +112,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
         notification's 'pending' state then replays."""
         return _Transaction(self._db, self.path, durable)
 
-    # -- ingest -----------------------------------------------------------------------
-    def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
-        """One transaction for the batch, with one statement per table (not per row)."""
-        states: list[tuple[str, str | None]] = []
-        now: dict[tuple[str, str], tuple[str, float]] = {}
-        last = self._group_last(self._db, {(it.receiver, it.group_key) for it in items})
-        for it in items:
-            key = (it.receiver, it.group_key)
-            prev = now.get(key) or last.get(key)
-            if (
-                prev is not None
-                and prev[0] == it.dedup_key
-                and it.received_at - prev[1] < it.dedup_window
-            ):
-                states.append(("duplicate", _DUPLICATE))
-                continue
-            now[key] = (it.dedup_key, it.received_at)
-            if it.settled is not None:
-                states.append(("processed", it.settled.reason))
-            else:
-                states.append(("pending", None))
-        rows = [
-            (it.received_at, it.receiver, it.group_key, it.status, it.dedup_key, it.payload, *st)
-            for it, st in zip(items, states, strict=True)
-        ]
-        settled: list[DispatchPlan] = []
-        with self._tx() as db:
-            ids = _insert_rows(db, _INSERT_NOTIFICATIONS, rows)
-            _in_statements(db, _UPSERT_GROUP_LAST, [(*k, *v) for k, v in now.items()])
-            for nid, it, (state, _) in zip(ids, items, states, strict=True):
-                if it.settled is not None and state == "processed":
-                    it.settled.notification_id = nid
-                    self._apply_plan(db, it.settled, it.received_at, Queued([], 0))
-                    settled.append(it.settled)
-            if settled:
-                self._record_history(db, settled, items[-1].received_at)
-        # Committed: only now may later batches compare against these.
-        self._remember_groups(now)
-        return [
-            IngestResult(nid, state == "duplicate")
-            for nid, (state, _) in zip(ids, states, strict=True)
-        ]
-
-    def _load_groups(self) -> None:
-        """Every group's last accepted notification, in memory while there are not too many:
-        then a webhook for a group never seen before needs no query either."""
-        count = self._db.execute("SELECT COUNT(*) FROM group_last").fetchone()[0]
-        self._last_complete = count <= _GROUP_CACHE
-        self._last = (
-            {
-                (r, g): (k, at)
-                for r, g, k, at in self._db.execute(
-                    "SELECT receiver, group_key, dedup_key, received_at FROM group_last"
-                )
-            }
-            if self._last_complete
-            else {}
-        )
-
-    def _remember_groups(self, groups: dict[tuple[str, str], tuple[str, float]]) -> None:
-        self._last.update(groups)
-        if len(self._last) > _GROUP_CACHE:  # from now on, look up what is not in memory
-            self._last.clear()
-            self._last_complete = False
-
-    def _group_last(
-        self, db: sqlite3.Connection, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[str, float]]:
-        """The last accepted (dedup key, time) of each group, from memory or the store."""
-        found = {k: self._last[k] for k in keys if k in self._last}
-        if self._last_complete:
-            return found
-        missing = [k for k in keys if k not in found]
-        # An OR of key pairs is one primary-key search per pair (an IN list is a scan).
-        for receiver, group_key, dedup_key, at in _in_statements(
-            db, _SELECT_GROUP_LAST, missing, _key_marks
-        ):
-            found[(receiver, group_key)] = (dedup_key, at)
-        return found
-
+    # -- dispatch: pending notifications -----------------------------------------------
     def pending_notifications(
         self, limit: int = 100, parsed: Collection[int] = ()
     ) -> list[tuple[int, float, str, str | None]]:
@@ -337,25 +187,10 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
     def _record_history(db: sqlite3.Connection, plans: Sequence[DispatchPlan], now: float) -> None:
         """Each plan's alerts into the alert history, in one statement. Plans are committed
         out of id order (a notification settled at ingest overtakes an older one still
-        being rendered), so an alert keeps the state of the newest notification."""
-        rows = [
-            (
-                a.fingerprint,
-                a.starts_at,
-                a.alertname,
-                a.severity,
-                a.status,
-                a.labels,
-                a.annotations,
-                a.ends_at,
-                now,
-                now,
-                plan.notification_id,
-            )
-            for plan in plans
-            for a in plan.alerts
-        ]
-        _in_statements(db, _UPSERT_ALERTS, rows)
+        being rendered): an alert keeps the state of the newest notification."""
+        rows = [row for plan in plans for row in history_rows(plan, now)]
+        if rows:
+            write_rows(db, rows)
 
     def _apply_plan(
         self, db: sqlite3.Connection, plan: DispatchPlan, now: float, queued: Queued
@@ -505,7 +340,7 @@ class Store(OutboxQueries, BatchQueries, ReportQueries):
                 "digests d WHERE d.route=digest_entries.route AND d.bucket=digest_entries.bucket)",
                 (before,),
             )
-        self._last = {k: v for k, v in self._last.items() if v[1] >= before}
+        self._forget_groups_before(before)
         return n
 
 

@@ -425,9 +425,9 @@ def test_duplicates_are_found_after_a_restart_and_after_pruning(tmp_path: Path) 
 def test_duplicates_are_found_with_more_groups_than_memory_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import receiver.store as store_mod
+    import receiver.store_ingest as ingest_mod
 
-    monkeypatch.setattr(store_mod, "_GROUP_CACHE", 3)
+    monkeypatch.setattr(ingest_mod, "GROUP_CACHE", 3)
     path = tmp_path / "a.db"
     s = Store(path)
     s.ingest_batch([item(f"g{i}", at=1000) for i in range(5)])  # more than memory holds
@@ -437,3 +437,22 @@ def test_duplicates_are_found_with_more_groups_than_memory_holds(
     s = Store(path)  # too many groups to load at start: looked up as well
     assert all(r.duplicate for r in s.ingest_batch([item("g4", at=1020), item("g0", at=1020)]))
     assert not s.ingest_batch([item("g9", at=1020)])[0].duplicate
+
+
+def test_ids_taken_by_another_writer_are_skipped_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    s = Store(path)
+    (first,) = s.ingest_batch([item("g1")])
+    other = sqlite3.connect(path)  # e.g. a restored row, written behind the receiver's back
+    other.execute(
+        "INSERT INTO notifications (id, received_at, receiver, group_key, status, dedup_key, "
+        "payload) VALUES (?, 0, 'r', 'x', 'firing', 'k', '{}')",
+        (first.notification_id + 1,),
+    )
+    other.commit()
+    other.close()
+    second, third = s.ingest_batch([item("g2"), item("g3")])
+    assert second.notification_id == first.notification_id + 2
+    assert third.notification_id == first.notification_id + 3
+    rows = s._db.execute("SELECT id, group_key FROM notifications ORDER BY id").fetchall()
+    assert [g for _, g in rows] == ["g1", "x", "g2", "g3"]
