@@ -36,8 +36,10 @@ class ReceiverMetrics:
             ["status"],
             registry=r,
         )
-        for status in ("firing", "resolved"):
-            self.alerts.labels(status)
+        # Children the webhook handler bumps on every request, looked up once.
+        self.firing_alerts = self.alerts.labels("firing")
+        self.resolved_alerts = self.alerts.labels("resolved")
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         self.deliveries = Counter(
             "alertmail_deliveries",
             "Delivery outcomes by channel (sent, retry, dead, superseded, duplicate, folded).",
@@ -47,6 +49,7 @@ class ReceiverMetrics:
         for ch in CHANNELS:
             for result in ("sent", "retry", "dead", "superseded"):
                 self.deliveries.labels(ch, result)
+        self.duplicate_emails = self.deliveries.labels("email", "duplicate")
         self.outbox = Gauge(
             "alertmail_outbox_messages",
             "Messages in the outbox by channel and state.",
@@ -104,6 +107,15 @@ class ReceiverMetrics:
             "When the dead man's switch alert was last received.",
             registry=r,
         )
+
+    def webhook(self, receiver: str, result: str) -> Counter:
+        """The webhooks counter of (receiver, result), looked up once per pair. Only for
+        authenticated requests: the receiver name comes from the request."""
+        key = (receiver, result)
+        child = self._webhook_children.get(key)
+        if child is None:
+            child = self._webhook_children[key] = self.webhooks.labels(receiver, result)
+        return child
 
     def set_outbox(
         self, counts: dict[tuple[str, str], int], oldest: dict[str, float], now: float

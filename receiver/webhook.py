@@ -59,8 +59,9 @@ def check_auth(auth: WebhookAuth | None, header: str | None) -> bool:
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        # Known length (what Alertmanager sends): aiohttp reads exactly that much.
+        return None if request.content_length > limit else await request.read()
     buf = bytearray()
     async for chunk in request.content.iter_chunked(1 << 16):
         buf += chunk
@@ -94,7 +95,8 @@ async def handle_webhook(request: web.Request) -> web.Response:
     label = unquote_receiver(path_receiver) if path_receiver else ""
 
     if not check_auth(config.auth, request.headers.get("Authorization")):
-        metrics.webhooks.labels(label, "unauthorized").inc()
+        # Not the path's receiver name: unauthenticated callers must not add series.
+        metrics.webhooks.labels("", "unauthorized").inc()
         scheme = "Basic" if config.auth and config.auth.basic_auth else "Bearer"
         return _error(
             401,
@@ -157,14 +159,14 @@ async def handle_webhook(request: web.Request) -> web.Response:
         return _error(503, "cannot store the notification now; retry")
 
     if result.duplicate:
-        metrics.webhooks.labels(label, "duplicate").inc()
-        metrics.deliveries.labels("email", "duplicate").inc()
+        metrics.webhook(label, "duplicate").inc()
+        metrics.duplicate_emails.inc()
     else:
-        metrics.webhooks.labels(label, "accepted").inc()
+        metrics.webhook(label, "accepted").inc()
         if heartbeat:
             metrics.deadman_seen.set(received_at)
         firing = len(n.firing)
-        metrics.alerts.labels("firing").inc(firing)
-        metrics.alerts.labels("resolved").inc(len(n.alerts) - firing)
+        metrics.firing_alerts.inc(firing)
+        metrics.resolved_alerts.inc(len(n.alerts) - firing)
     answer = {"status": "ok", "id": result.notification_id, "duplicate": result.duplicate}
     return web.Response(body=orjson.dumps(answer), content_type="application/json")

@@ -96,6 +96,24 @@ async def test_basic_auth(tmp_path: Path) -> None:
     assert (ok.status, bad.status) == (200, 401)
 
 
+async def test_unauthenticated_requests_cannot_add_metric_series(tmp_path: Path) -> None:
+    async with running(make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}])) as rx:
+        for i in range(5):
+            resp = await rx.session.post(f"{rx.url}/webhook/made-up-{i}", data=b"{}")
+            assert resp.status == 401
+        ok = await rx.session.post(
+            f"{rx.url}/webhook/team-a",
+            json=load_fixture("firing_single.json"),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert ok.status == 200
+        text = await (await rx.session.get(rx.url + "/metrics")).text()
+    assert 'alertmail_webhooks_received_total{receiver="",result="unauthorized"} 5.0' in text
+    assert "made-up" not in text
+    assert 'alertmail_webhooks_received_total{receiver="team-a",result="accepted"} 1.0' in text
+    assert 'alertmail_alerts_received_total{status="firing"} 1.0' in text
+
+
 async def test_bad_bodies_get_clear_4xx(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}], max_body="64KiB")
     async with running(cfg) as rx:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -84,3 +87,24 @@ def test_priority_orders_critical_before_warning_before_resolved() -> None:
     warn = parse_notification(load_fixture("warning_route_firing.json"))
     resolved = parse_notification(load_fixture("resolved_single.json"))
     assert crit.priority < warn.priority < resolved.priority
+
+
+def test_dedup_key_is_the_hash_earlier_versions_stored() -> None:
+    # Keys written before an upgrade must still match: the same JSON text is hashed.
+    rng = random.Random(3)
+    alphabet = 'aZ0 "\\\n\t\x00\x7fé€😀\ud800{}[],:'
+    raw = load_fixture("mixed_group_one_resolved.json")
+    for _ in range(50):
+        word = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        raw["receiver"], raw["groupKey"] = word, word[::-1]
+        for a in raw["alerts"]:
+            a["fingerprint"] = "".join(rng.choice(alphabet) for _ in range(6))
+        n = parse_notification(raw)
+        firing = sorted(f"{a.fingerprint}@{a.starts_at.isoformat()}" for a in n.firing)
+        resolved = sorted(
+            f"{a.fingerprint}@{a.starts_at.isoformat() if a.starts_at else ''}"
+            for a in n.alerts
+            if a.status != "firing"
+        )
+        before = json.dumps([n.receiver, n.group_key, firing, resolved])
+        assert n.dedup_key() == hashlib.sha256(before.encode()).hexdigest()
