@@ -116,7 +116,7 @@ class Row:
     baseline: float | None
     unit: str
     target: str
-    ok: bool
+    ok: bool | None  # None: a figure shown for information, with no target
 
     @property
     def ratio(self) -> float | None:
@@ -149,7 +149,7 @@ def print_summary(rows: Sequence[Row]) -> None:
             fmt(r.baseline, r.unit),
             "-" if r.ratio is None else f"{r.ratio:.2f}x",
             r.target,
-            "PASS" if r.ok else "FAIL",
+            "info" if r.ok is None else "PASS" if r.ok else "FAIL",
         )
         for r in rows
     ]
@@ -759,14 +759,17 @@ async def phase_ingest(t: Targets, s: Settings, fixture: dict[str, Any]) -> list
                 f"  c={c:<3} {label(variant)}{res.line()}  {ratio:.2f}x bare,"
                 f" {res.rps / floor.rps:.2f}x floor  (backlog drained after: {drained:.1f}s)"
             )
+            # The target is for ingest ("parse, store, answer"); the delivery receiver also
+            # renders and sends an email per webhook while they arrive: shown, not judged.
+            judged = variant != "delivery"
             rows.append(
                 Row(
                     f"ingest c={c} {variant} (req/s)",
                     res.rps,
                     bare.rps,
                     "",
-                    f">= {INGEST_RATIO:.2f}x",
-                    ratio >= INGEST_RATIO and res.failures == 0,
+                    f">= {INGEST_RATIO:.2f}x" if judged else "-",
+                    (ratio >= INGEST_RATIO and res.failures == 0) if judged else None,
                 )
             )
     return rows
