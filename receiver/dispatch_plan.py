@@ -22,21 +22,17 @@ def is_heartbeat(n: Notification, alertname: str) -> bool:
     return bool(n.alerts) and all(a.name == alertname for a in n.alerts)
 
 
-def _sorted_json(value: dict[str, str]) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
 def alert_records(n: Notification) -> list[AlertRecord]:
     return [
         AlertRecord(
-            fingerprint=a.fingerprint,
-            starts_at=a.starts_at.isoformat() if a.starts_at else "",
-            alertname=a.name,
-            severity=a.severity,
-            status=a.status,
-            labels=_sorted_json(a.labels),
-            annotations=_sorted_json(a.annotations),
-            ends_at=a.ends_at.isoformat() if a.ends_at else None,
+            a.fingerprint,
+            a.starts_at.isoformat() if a.starts_at else "",
+            a.name,
+            a.severity,
+            a.status,
+            orjson.dumps(a.labels, option=orjson.OPT_SORT_KEYS).decode(),
+            orjson.dumps(a.annotations, option=orjson.OPT_SORT_KEYS).decode(),
+            a.ends_at.isoformat() if a.ends_at else None,
         )
         for a in n.alerts
     ]
