@@ -189,7 +189,9 @@ MIGRATIONS: tuple[str, ...] = (
     -- kind which table it goes to (n: notifications, and group_last unless a duplicate;
     -- a: alert history; d: digest entries; k: kv). One multi-row INSERT is one statement
     -- step, so the store thread gives up the GIL (and must win it back from the event
-    -- loop) once per batch rather than once per table. Rows go in the order given.
+    -- loop) once per batch rather than once per table. Rows go in the order given. A row
+    -- of another kind is ignored (the padding rows' kind is NULL); a trigger refusing them
+    -- would cost a statement journal on every batch.
     CREATE VIEW ingest_rows (kind, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10) AS
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
     CREATE TRIGGER ingest_notification INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'n'
@@ -202,17 +204,26 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (receiver, group_key) DO UPDATE SET
             dedup_key = excluded.dedup_key, received_at = excluded.received_at;
     END;
+    -- Plans commit out of id order (one settled at ingest overtakes an older one still
+    -- being rendered): an alert keeps the newest notification's state, and the earliest
+    -- first_seen.
     CREATE TRIGGER ingest_alert INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'a'
     BEGIN
         INSERT INTO alerts (fingerprint, starts_at, alertname, severity, status, labels,
             annotations, ends_at, first_seen, last_seen, last_notification_id)
         VALUES (NEW.c1, NEW.c2, NEW.c3, NEW.c4, NEW.c5, NEW.c6, NEW.c7, NEW.c8, NEW.c9,
             NEW.c9, NEW.c10)
-        ON CONFLICT (fingerprint, starts_at) DO UPDATE SET status = excluded.status,
-            annotations = excluded.annotations, ends_at = excluded.ends_at,
-            last_seen = excluded.last_seen, last_notification_id = excluded.last_notification_id
-        WHERE alerts.last_notification_id IS NULL
-            OR excluded.last_notification_id >= alerts.last_notification_id;
+        ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+            first_seen = min(alerts.first_seen, excluded.first_seen),
+            last_seen = max(alerts.last_seen, excluded.last_seen),
+            status = CASE WHEN alerts.last_notification_id > excluded.last_notification_id
+                THEN alerts.status ELSE excluded.status END,
+            annotations = CASE WHEN alerts.last_notification_id > excluded.last_notification_id
+                THEN alerts.annotations ELSE excluded.annotations END,
+            ends_at = CASE WHEN alerts.last_notification_id > excluded.last_notification_id
+                THEN alerts.ends_at ELSE excluded.ends_at END,
+            last_notification_id = max(coalesce(alerts.last_notification_id, 0),
+                excluded.last_notification_id);
     END;
     CREATE TRIGGER ingest_digest_entry INSTEAD OF INSERT ON ingest_rows WHEN NEW.kind = 'd'
     BEGIN

@@ -16,7 +16,7 @@ from pathlib import Path
 from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
-from receiver.store_ingest import IngestQueries, history_rows, write_rows
+from receiver.store_ingest import IngestQueries, history_rows, rows_per_statement, write_rows
 from receiver.store_outbox import OutboxQueries, is_sent
 from receiver.store_reports import ReportQueries
 from receiver.store_types import (
@@ -67,9 +67,9 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
         self._last: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_complete = False
         self._next_id = 1
+        self._ingest_ready = False
+        self._rows_per_statement = rows_per_statement(self._db)
         self._migrate()
-        self._load_groups()
-        self._load_next_id()
 
     # -- schema -----------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -183,14 +183,14 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
             )
         return queued
 
-    @staticmethod
-    def _record_history(db: sqlite3.Connection, plans: Sequence[DispatchPlan], now: float) -> None:
-        """Each plan's alerts into the alert history, in one statement. Plans are committed
-        out of id order (a notification settled at ingest overtakes an older one still
-        being rendered): an alert keeps the state of the newest notification."""
+    def _record_history(
+        self, db: sqlite3.Connection, plans: Sequence[DispatchPlan], now: float
+    ) -> None:
+        """Each plan's alerts into the alert history, in one statement (see schema v5 for
+        how plans committed out of id order are kept at the newest state)."""
         rows = [row for plan in plans for row in history_rows(plan, now)]
         if rows:
-            write_rows(db, rows)
+            write_rows(db, rows, self._rows_per_statement)
 
     def _apply_plan(
         self, db: sqlite3.Connection, plan: DispatchPlan, now: float, queued: Queued

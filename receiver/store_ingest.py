@@ -25,7 +25,7 @@ DUPLICATE = "same alerts as the last notification of this group"
 GROUP_CACHE = 100_000  # groups whose last notification is kept in memory
 _WIDTH = 11  # kind + the widest table's columns (alert history: 10)
 _PAD = (None,) * _WIDTH  # a row no trigger takes: pads a batch to a power of two
-_MOST_ROWS = 1024  # per statement; a power of two
+_MOST_ROWS = 1024  # per statement at most; a power of two
 
 Group = tuple[str, str]  # (receiver, group key)
 Last = tuple[str, float]  # (dedup key, received at) of its last accepted notification
@@ -46,16 +46,31 @@ def row_marks(width: int, count: int) -> str:
     return ",".join([one] * count)
 
 
+def rows_per_statement(db: sqlite3.Connection) -> int:
+    """The most ``ingest_rows`` rows one statement may bind (a power of two): SQLite builds
+    differ in how many parameters a statement takes (999 in old defaults, 32766 now)."""
+    fit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH
+    return min(_MOST_ROWS, 1 << (fit.bit_length() - 1))
+
+
 class IngestQueries(StoreMixin):
     path: Any
+    _rows_per_statement: int
+    # Read on the first ingest (other users of the store, like the CLI, never need them),
+    # and again after a failed write.
+    _ingest_ready: bool
     _last: dict[Group, Last]
     _last_complete: bool
     _next_id: int
 
     def ingest_batch(self, items: Sequence[IngestItem]) -> list[IngestResult]:
         """Store the notifications of a batch, and the plans settled at ingest, atomically."""
-        states, accepted = self._dedup(items)
         try:
+            if not self._ingest_ready:
+                self._load_groups()
+                self._load_next_id()
+                self._ingest_ready = True
+            states, accepted = self._dedup(items)
             try:
                 first = self._write_batch(items, states)
             except sqlite3.IntegrityError:
@@ -63,6 +78,7 @@ class IngestQueries(StoreMixin):
                 self._load_next_id()
                 first = self._write_batch(items, states)
         except sqlite3.Error as exc:
+            self._ingest_ready = False
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
         self._next_id = first + len(items)
         self._remember_groups(accepted)  # committed: later batches compare against these
@@ -112,11 +128,19 @@ class IngestQueries(StoreMixin):
                 it.settled.notification_id = nid
                 later.extend(_settled_rows(it.settled, it.received_at))
         rows.extend(later)
-        if len(rows) <= _MOST_ROWS:
-            write_rows(self._db, rows)  # one statement, in autocommit: its own transaction
-        else:
-            with self._tx() as db:
-                write_rows(db, rows)
+        most = self._rows_per_statement
+        if len(rows) <= most:
+            write_rows(self._db, rows, most)  # one statement, in autocommit: a transaction
+            return first
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            write_rows(db, rows, most)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return first
 
     def _load_next_id(self) -> None:
@@ -159,16 +183,14 @@ class IngestQueries(StoreMixin):
         return found
 
 
-def write_rows(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
-    """Insert ``rows`` into ``ingest_rows``: one statement up to _MOST_ROWS rows. Padded to
-    a power of two (or a multiple of _MOST_ROWS), so a handful of statement texts are ever
-    prepared, and all of them stay in the connection's statement cache."""
-    if len(rows) <= _MOST_ROWS:
-        size = 1 << (len(rows) - 1).bit_length()
-    else:
-        size = len(rows) + -len(rows) % _MOST_ROWS
-    rows.extend([_PAD] * (size - len(rows)))
-    for chunk in parts(rows, _MOST_ROWS):
+def write_rows(db: sqlite3.Connection, rows: list[tuple[object, ...]], most: int) -> None:
+    """Insert ``rows`` into ``ingest_rows``: one statement up to ``most`` rows (a power of
+    two). Padded to a power of two (or a multiple of ``most``), so a handful of statement
+    texts are ever prepared, and all of them stay in the connection's statement cache."""
+    n = len(rows)
+    size = 1 << (n - 1).bit_length() if n <= most else n + -n % most
+    rows.extend([_PAD] * (size - n))
+    for chunk in parts(rows, most):
         sql = f"INSERT INTO ingest_rows VALUES {row_marks(_WIDTH, len(chunk))}"
         db.execute(sql, [v for row in chunk for v in row])
 

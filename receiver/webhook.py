@@ -59,9 +59,12 @@ def check_auth(auth: WebhookAuth | None, header: str | None) -> bool:
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    if request.content_length is not None:
-        # Known length (what Alertmanager sends): aiohttp reads exactly that much.
-        return None if request.content_length > limit else await request.read()
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    if request.content_length is not None and "Content-Encoding" not in request.headers:
+        # A known, plain length (what Alertmanager sends): read in one call. A compressed
+        # body is unpacked by aiohttp as it is read, so it is counted as it comes below.
+        return await request.read()
     buf = bytearray()
     async for chunk in request.content.iter_chunked(1 << 16):
         buf += chunk

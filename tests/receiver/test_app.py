@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gzip
 import json
 import shutil
 import sqlite3
@@ -127,6 +128,20 @@ async def test_bad_bodies_get_clear_4xx(tmp_path: Path) -> None:
     assert "not JSON" in bodies[0]["error"]
     assert "version 4" in bodies[1]["error"]
     assert "max_body" in bodies[2]["error"]
+
+
+async def test_a_compressed_body_is_held_to_max_body_once_unpacked(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}], max_body="64KiB")
+    small = json.dumps(load_fixture("firing_single.json")).encode()
+    huge = small[:-1] + b', "padding": "' + b"x" * (4 << 20) + b'"}'
+    async with running(cfg) as rx:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        bomb = await rx.post(gzip.compress(huge), headers=headers)
+        fine = await rx.post(gzip.compress(small), headers=headers)
+        body = await bomb.json()
+    assert len(gzip.compress(huge)) < 64 << 10  # small on the wire, 4 MiB unpacked
+    assert (bomb.status, fine.status) == (413, 200)
+    assert "max_body" in body["error"]
 
 
 async def test_store_locked_gives_503_and_nothing_lost(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from receiver.store import (
     Thread,
 )
 from receiver.store_async import AsyncStore
+from receiver.store_ingest import rows_per_statement
 
 
 def item(group: str = "g", key: str = "k", at: float = 1000.0) -> IngestItem:
@@ -405,9 +406,11 @@ def test_history_keeps_the_newest_notifications_state_whatever_commits_last(
     s = Store(tmp_path / "a.db")
     older, newer = (r.notification_id for r in s.ingest_batch([item("g1"), item("g2", at=1001)]))
     s.commit_dispatch_many([DispatchPlan(newer, alerts=[_record("fp", "resolved")])], now=20)
-    s.commit_dispatch_many([DispatchPlan(older, alerts=[_record("fp", "firing")])], now=21)
-    history = s._db.execute("SELECT status, last_notification_id FROM alerts").fetchall()
-    assert history == [("resolved", newer)]
+    s.commit_dispatch_many([DispatchPlan(older, alerts=[_record("fp", "firing")])], now=19)
+    history = s._db.execute(
+        "SELECT status, last_notification_id, first_seen, last_seen FROM alerts"
+    ).fetchall()
+    assert history == [("resolved", newer, 19, 20)]  # seen first by the older one
 
 
 def test_duplicates_are_found_after_a_restart_and_after_pruning(tmp_path: Path) -> None:
@@ -456,3 +459,30 @@ def test_ids_taken_by_another_writer_are_skipped_not_overwritten(tmp_path: Path)
     assert third.notification_id == first.notification_id + 3
     rows = s._db.execute("SELECT id, group_key FROM notifications ORDER BY id").fetchall()
     assert [g for _, g in rows] == ["g1", "x", "g2", "g3"]
+    # The same for a batch too big for one statement (written in a transaction).
+    other = sqlite3.connect(path)
+    other.execute(
+        "INSERT INTO notifications (id, received_at, receiver, group_key, status, dedup_key, "
+        "payload) VALUES (?, 0, 'r', 'y', 'firing', 'k', '{}')",
+        (third.notification_id + 1,),
+    )
+    other.commit()
+    other.close()
+    big = s.ingest_batch([item(f"b{i}") for i in range(1100)])
+    assert big[0].notification_id == third.notification_id + 2
+    assert s._db.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 1105
+
+
+def test_a_sqlite_built_for_few_parameters_gets_smaller_statements(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    s._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # the old default
+    s._rows_per_statement = rows_per_statement(s._db)
+    assert s._rows_per_statement == 64
+    plans = [
+        DispatchPlan(0, alerts=[_record(f"fp{i}-{k}", "firing") for k in range(3)])
+        for i in range(100)
+    ]
+    items = [replace(item(f"g{i}"), settled=plan) for i, plan in enumerate(plans)]
+    results = s.ingest_batch(items)  # 400 rows: several statements, one transaction
+    assert not any(r.duplicate for r in results)
+    assert s._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 300
