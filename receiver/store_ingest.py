@@ -8,7 +8,7 @@ table (schema v5). Every statement step hands the GIL to the event loop and must
 back, which under load costs far more than the step, so the batch takes one step, in which
 SQLite also commits it (autocommit: synchronous=FULL, one fsync). Duplicates are decided
 here, before the write, against the last accepted notification of each group, held in
-memory (read at start while there are not too many groups).
+memory (read on the first ingest while there are not too many groups).
 """
 
 from __future__ import annotations
