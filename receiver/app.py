@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 TASKS = web.AppKey("tasks", list)
 PRUNE_EVERY = 3600.0
+# A receiver started while the previous one still runs on the same database (an
+# overlapping restart) waits this long for it to exit.
+RECEIVER_LOCK_WAIT = 15.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -139,7 +142,7 @@ def create_app(
     app[TASKS] = []
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        store = await AsyncStore.open(config.storage.path)
+        store = await AsyncStore.open(config.storage.path, receiver_wait=RECEIVER_LOCK_WAIT)
         app[STORE] = store
         recovered = await store.run(store.store.recover_sending)
         if recovered:

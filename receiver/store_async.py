@@ -12,10 +12,13 @@ outbox writes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
+import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -153,10 +156,53 @@ class _StoreThread:
         self._thread.join()
 
 
+class ReceiverLock:
+    """One receiver per database. Ingest keeps each group's last notification and the next
+    notification id in memory, which another process writing notifications to the same
+    file would make stale: a second receiver waits for the first to exit (an overlapping
+    restart), then gives up with a clear error. Other commands (outbox, report) do not
+    ingest and take no lock."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, db: Path | str, wait: float) -> ReceiverLock | None:
+        if str(db) == ":memory:":
+            return None
+        path = Path(f"{db}-receiver.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise StoreError(
+                        f"{db}: another alertmail receiver (pid {holder}) is using this "
+                        f"database; waited {wait:g}s for it to stop"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        os.close(self._fd)  # closing drops the lock; the file stays, as SQLite's -shm does
+
+
 class AsyncStore:
-    def __init__(self, store: Store, worker: _StoreThread) -> None:
+    def __init__(
+        self, store: Store, worker: _StoreThread, lock: ReceiverLock | None = None
+    ) -> None:
         self.store = store
         self._worker = worker
+        self._lock = lock
         # Looked up at each write, so a wrapped store method (in tests) is the one called.
         self._ingests: _GroupCommit[IngestItem, IngestResult] = _GroupCommit(
             URGENT, lambda items: self.store.ingest_batch(items)
@@ -166,14 +212,21 @@ class AsyncStore:
         )
 
     @classmethod
-    async def open(cls, path: Path | str) -> AsyncStore:
+    async def open(cls, path: Path | str, *, receiver_wait: float | None = None) -> AsyncStore:
+        """Open the store. A receiver (which ingests) gives ``receiver_wait``: the seconds
+        to wait for another receiver on the same database to exit (see ReceiverLock)."""
+        lock = None
+        if receiver_wait is not None:
+            lock = await asyncio.to_thread(ReceiverLock.acquire, path, receiver_wait)
         worker = _StoreThread()
         try:
             store = await asyncio.wrap_future(worker.submit(URGENT, lambda: Store(path)))
         except BaseException:
             worker.shutdown()
+            if lock is not None:
+                lock.release()
             raise
-        return cls(store, worker)
+        return cls(store, worker, lock)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a Store method on the store thread (behind any waiting ingest)."""
@@ -213,5 +266,9 @@ class AsyncStore:
     async def close(self) -> None:
         # Background priority, after every queued ingest and outcome has been written; their
         # answers reach the loop first too (the loop runs callbacks in the order they came).
-        await self.run(self.store.close)
-        await asyncio.to_thread(self._worker.shutdown)
+        try:
+            await self.run(self.store.close)
+            await asyncio.to_thread(self._worker.shutdown)
+        finally:
+            if self._lock is not None:
+                self._lock.release()

@@ -1,11 +1,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
 
 from receiver.errors import StoreError
-from receiver.store_async import BACKGROUND, URGENT, _Call, _GroupCommit, _StoreThread
+from receiver.store_async import (
+    BACKGROUND,
+    URGENT,
+    AsyncStore,
+    _Call,
+    _GroupCommit,
+    _StoreThread,
+)
+from receiver.store_types import IngestItem
 
 
 def test_store_thread_runs_urgent_jobs_first_then_in_arrival_order() -> None:
@@ -94,3 +106,25 @@ async def test_a_failed_group_write_fails_every_caller_with_a_store_error() -> N
     worker.shutdown()
     assert all(isinstance(r, StoreError) and "a bug in the write" in str(r) for r in results)
     assert all(isinstance(r.__cause__, ValueError) for r in results)
+
+
+async def test_one_receiver_per_database(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    first = await AsyncStore.open(db, receiver_wait=0.0)
+    with pytest.raises(StoreError, match=rf"another alertmail receiver \(pid {os.getpid()}\)"):
+        await AsyncStore.open(db, receiver_wait=0.2)
+    cli = await AsyncStore.open(db)  # commands that do not ingest take no lock
+    await cli.close()
+
+    async def close_soon() -> None:
+        await asyncio.sleep(0.2)
+        await first.close()
+
+    # An overlapping restart: the new receiver waits for the old one to exit.
+    closing = asyncio.create_task(close_soon())
+    second = await AsyncStore.open(db, receiver_wait=5.0)
+    await closing
+    assert (
+        await second.ingest(IngestItem(1.0, "r", "g", "firing", "k", "{}", 0.0))
+    ).notification_id
+    await second.close()
