@@ -63,10 +63,8 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
             self._db.execute("PRAGMA busy_timeout=2000")
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from exc
-        # Committed group_last rows, so a webhook's duplicate check needs no query.
+        # Ingest state (store_ingest.py): read on the first ingest.
         self._last: dict[tuple[str, str], tuple[str, float]] = {}
-        self._last_complete = False
-        self._next_id = 1
         self._ingest_ready = False
         self._rows_per_statement = rows_per_statement(self._db)
         self._migrate()

@@ -163,8 +163,7 @@ class ReceiverLock:
     restart), then gives up with a clear error. Other commands (outbox, report) do not
     ingest and take no lock."""
 
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
+    def __init__(self, fd: int) -> None:
         self._fd = fd
 
     @classmethod
@@ -190,7 +189,7 @@ class ReceiverLock:
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(path, fd)
+        return cls(fd)
 
     def release(self) -> None:
         os.close(self._fd)  # closing drops the lock; the file stays, as SQLite's -shm does

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from pathlib import Path
 
 from receiver.errors import StoreError
 from receiver.store_mixin import StoreMixin
@@ -54,7 +54,7 @@ def rows_per_statement(db: sqlite3.Connection) -> int:
 
 
 class IngestQueries(StoreMixin):
-    path: Any
+    path: Path
     _rows_per_statement: int
     # Read on the first ingest (other users of the store, like the CLI, never need them),
     # and again after a failed write.
