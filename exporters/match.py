@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.config import MetricConfig
-from exporters.linere import batch_pattern, required_literal
+from exporters.linere import batch_plan, required_literal
 
 Key = tuple[str, ...]
 # A metric with a required literal searches only the lines holding it while that costs less
 # than one findall over everything: below one hit per this many bytes (after a few hits).
 SPARSE_BYTES_PER_HIT = 2048
 SPARSE_MIN_HITS = 8
+DECODED_CACHE = 4096  # distinct findall results whose label values are remembered
 
 
 @dataclass
@@ -137,26 +138,32 @@ def _cut(
 
 
 class RegexMetric:
-    """One metric's batch pattern and where its label/value groups sit in findall tuples."""
+    """One metric's batch pattern, and how its label/value groups come out of findall results."""
 
     def __init__(self, m: MetricConfig) -> None:
         assert m.match is not None
         self.name = m.name
         self.gauge = m.type == "gauge"
-        wanted_names = [*m.label_sources.values(), *([m.value] if m.value is not None else [])]
-        # a label-less counter only needs the number of matches: an empty capture group
-        # makes findall return b"" per line instead of a copy of the rest of the line
-        self.count_only = not self.gauge and not wanted_names
-        self.pattern = batch_pattern(m.match, empty_group=self.count_only)
+        wanted = [*m.label_sources.values(), *([m.value] if m.value is not None else [])]
+        # gauges decode every result in order (last value wins), so a span would only add
+        # a fullmatch per line
+        self.plan = batch_plan(m.match, wanted, span=not self.gauge)
+        self.pattern = self.plan.pattern
         self.literal = required_literal(m.match)
-        index = self.pattern.groupindex
-        self.ngroups = self.pattern.groups
-        self.project = [index[g] - 1 for g in wanted_names]
+        self.count_only = not self.gauge and not wanted
+        self.decoded: dict[Any, Key] = {}
 
     def _key(self, raw: Any) -> Key:
-        if self.ngroups == 1:
-            raw = (raw,)
-        return tuple(raw[i].decode("utf-8", "replace") for i in self.project)
+        return tuple(v.decode("utf-8", "replace") for v in self.plan.values(raw))
+
+    def _cached_key(self, raw: Any) -> Key:
+        """``_key``, remembered across batches: a metric sees few distinct results."""
+        key = self.decoded.get(raw)
+        if key is None:
+            if len(self.decoded) >= DECODED_CACHE:
+                self.decoded.clear()  # a high-cardinality label: keep memory bounded
+            key = self.decoded[raw] = self._key(raw)
+        return key
 
     def findall(self, buf: bytes, start: int, end: int) -> list[Any]:
         """``findall`` over the whole lines ``buf[start:end]``, skipping lines that cannot match.
@@ -199,7 +206,7 @@ class RegexMetric:
                 k = self._key(r)
                 last[k[:-1]] = k[-1]
             return
-        if not self.project:
+        if self.count_only:
             out.counts.setdefault(self.name, Counter())[()] += len(found)
             return
         # counted in C into one Counter per batch: Python only sees distinct tuples, once
@@ -210,7 +217,7 @@ class RegexMetric:
         if raw:
             result = out.counts.setdefault(self.name, Counter())
             for key, n in raw.items():
-                result[self._key(key)] += n
+                result[self._cached_key(key)] += n
 
 
 def _get(obj: Any, path: Sequence[str]) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from exporters import match
 from exporters.config import MetricConfig
-from exporters.linere import batch_pattern, required_literal
+from exporters.linere import batch_pattern, batch_plan, required_literal
 from exporters.match import ChunkResult, Key, Matcher, clean
 from exporters.tail import Splitter
 from tests.exporters.conftest import reference_counts
@@ -43,8 +43,17 @@ PATTERNS = [
     r"(?i)(?P<a>[a-c]+)Z",
     r"(?P<a>GET) (?P<b>[^ ]*)",
     r"x(?=\s)(?P<a>\sA)",
+    # groups read back from one captured span (see exporters.linere.BatchPlan)
+    r"(?P<a>a+)(?P<b>a*)b",
+    r"(?P<b>x)=(?P<a>[ab ]*)",
+    r"(?P<a>(?:a|ab)+)(?P<b>b?)c",
+    r"(?P<a>[ab]*?) (?P<b>[^ ]+?)z",
+    r"(?P<a>a*)(?P<b>(c)?x)",
+    r"(?i)(?P<a>a+)B(?P<b>[a-c]?)",
+    r"(?P<a>[ab]+)(?P<b>\b)",
+    r"(z)?(?P<a>a)(x)?(?P<b>b)(c)?",
 ]
-ALPHABET = ["a", "b", "c", "x", "z", " ", '"', "\t", "A", "B", "GET", "200", "\n", "\n", "\n"]
+ALPHABET = ["a", "b", "c", "x", "z", " ", "=", '"', "\t", "A", "B", "GET", "200", "\n", "\n", "\n"]
 
 
 def random_log(rng: random.Random, n_tokens: int) -> bytes:
@@ -193,6 +202,39 @@ def test_clean_of_a_range_equals_clean_of_its_copy(seed: int) -> None:
         want.too_long,
         want.invalid_utf8,
     )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "wanted", "spanned", "groups"),
+    [
+        (r"level=(?P<l>[A-Z]+) service=(?P<s>[a-z]+)", ["s", "l"], True, 1),
+        (r'"(?P<m>[A-Z]+) [^"\n]*" (?P<s>\d{3}) ', ["m", "s"], False, 2),
+        (r"(x)(?P<a>y)(z)", ["a"], False, 1),
+        (r"(x)(?P<a>y)(z)", [], False, 1),  # only the empty group: b"" per line
+        (r"(?P<a>a)(?P<b>\b)", ["a", "b"], False, 2),
+        (r"(?P<a>a)(?P<b>b)(?P=a)", ["a"], False, 2),  # a back-reference keeps numbering
+    ],
+)
+def test_only_used_groups_capture(
+    pattern: str, wanted: list[str], spanned: bool, groups: int
+) -> None:
+    plan = batch_plan(pattern, wanted)
+    assert (plan.span is not None, plan.pattern.groups) == (spanned, groups)
+
+
+def test_span_values_and_label_order() -> None:
+    plan = batch_plan(r"level=(?P<l>[A-Z]+) service=(?P<s>[a-z]+)", ["s", "l", "s"])
+    found = plan.pattern.findall(b"t level=INFO service=cart x=1\nlevel=WARN service=db\n")
+    assert found == [b"INFO service=cart", b"WARN service=db"]
+    assert [plan.values(r) for r in found] == [(b"cart", b"INFO", b"cart"), (b"db", b"WARN", b"db")]
+
+
+def test_two_labels_from_one_group() -> None:
+    m = MetricConfig(
+        name="m_total", type="counter", match=r"(?P<a>\w+)=(?P<b>\d)", labels={"x": "a", "y": "a"}
+    )
+    res = Matcher("regex", [m]).run(b"k=1\nk=2 j=3\nz=\n", 65536)
+    assert res.counts["m_total"] == Counter({("k", "k"): 2})
 
 
 def test_a_line_counts_once_even_with_many_matches() -> None:
