@@ -13,7 +13,7 @@ from receiver.batching import bucket_start
 from receiver.config import Config
 from receiver.model import Notification
 from receiver.routing import RouteMatch, routes_for
-from receiver.store_types import AlertRecord, DispatchPlan
+from receiver.store_types import AlertRecord, DispatchPlan, Thread
 
 DEADMAN_SEEN_KEY = "deadman_last_seen"
 
@@ -66,3 +66,20 @@ def settle_at_ingest(config: Config, n: Notification, received_at: float) -> Dis
     """The whole plan when no route sends ``n`` now; None when the dispatcher must."""
     plan, sending = plan_routes(config, n, 0, received_at, received_at)
     return None if sending else plan
+
+
+def split_by_root(recipients: list[str], thread: Thread) -> list[tuple[list[str], bool]]:
+    """``recipients`` as (group, reply) pairs: who may get In-Reply-To the thread's first
+    message, and who may not.
+
+    Nothing may reply to a message its reader never got. A recipient the first message did
+    not go to (the flood limit folded them, a reload added them to the route, their server
+    refused it) gets this message without In-Reply-To/References, under the same subject,
+    rather than a reply to a Message-ID missing from their mailbox.
+    """
+    reached = thread.root_recipients
+    if not recipients or thread.root_message_id is None or reached is None:
+        return [(recipients, True)] if recipients else []
+    replying = [r for r in recipients if r in reached]
+    apart = [r for r in recipients if r not in reached]
+    return [(group, reply) for group, reply in ((replying, True), (apart, False)) if group]

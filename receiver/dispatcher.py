@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from receiver.alert_graph import AlertGrapher
 from receiver.batching import is_urgent, quiet_until, split_by_budget
-from receiver.dispatch_plan import DEADMAN_SEEN_KEY, plan_routes
+from receiver.dispatch_plan import DEADMAN_SEEN_KEY, plan_routes, split_by_root
 from receiver.errors import AlertmailError, PayloadError
 from receiver.metrics import ReceiverMetrics
 from receiver.model import Notification, parse_notification
@@ -60,6 +60,7 @@ class _EmailJob:
     recipients: list[str]
     received_at: float
     hold: float | None
+    reply: bool = True  # In-Reply-To the thread's first message (see split_by_root)
 
 
 def _chunks(items: list[_Item]) -> list[list[_Item]]:
@@ -243,8 +244,8 @@ class Dispatcher:
                     plan.budget.extend(send_to)
                     for r in send_to:
                         used[r] = used.get(r, 0) + 1
-            if send_to:
-                jobs.append(_EmailJob(plan, n, thread, send_to, it.received_at, hold))
+            for group, reply in split_by_root(send_to, thread):
+                jobs.append(_EmailJob(plan, n, thread, group, it.received_at, hold, reply))
         for target in route.slack:
             plan.messages.append(
                 NewMessage(
@@ -275,11 +276,12 @@ class Dispatcher:
         swaps: list[bool] = []
         for job, g in zip(jobs, graphs, strict=True):
             thread = job.thread
+            root = thread.root_message_id if job.reply else None
             alert_job = AlertJob(
                 n=job.n,
                 sender=smtp.from_,
                 recipients=tuple(job.recipients),
-                thread_root=thread.root_message_id,
+                thread_root=root,
                 thread_subject=thread.subject,
                 now=when,
                 graphs=g,
@@ -287,7 +289,7 @@ class Dispatcher:
             # Nothing may reply to a Message-ID nobody received: while the thread's first
             # message is undelivered (an outage), this one is also rendered as the first
             # message, and the outbox picks one when it sends (the root may go out first).
-            swap = thread.root_message_id is not None and not thread.root_delivered
+            swap = root is not None and not thread.root_delivered
             if swap:
                 alert_job = replace(alert_job, message_id=make_message_id(smtp.from_))
                 renders.append(replace(alert_job, thread_root=None))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.config import Config, config_from_dict
-from receiver.dispatch_plan import DEADMAN_SEEN_KEY, plan_routes, settle_at_ingest
+from receiver.dispatch_plan import DEADMAN_SEEN_KEY, plan_routes, settle_at_ingest, split_by_root
 from receiver.model import Notification, parse_notification
+from receiver.store_types import Thread
 from tests.conftest import load_fixture
 
 NOW = 1_796_299_200.0  # 2026-12-03T10:00:00Z
@@ -71,3 +72,21 @@ def test_the_dead_mans_heartbeat_is_settled_and_recorded() -> None:
     assert plan is not None
     assert plan.kv == [(DEADMAN_SEEN_KEY, repr(NOW))]
     assert plan.reason == "dead man's switch heartbeat"
+
+
+def _thread(root: str | None, reached: frozenset[str] | None) -> Thread:
+    return Thread(1, "r", "g", NOW, "s", root, True, reached)
+
+
+def test_only_recipients_of_the_first_message_get_replies_to_it() -> None:
+    both = ["a@x", "b@x"]
+    assert split_by_root(both, _thread("<r>", frozenset({"a@x"}))) == [
+        (["a@x"], True),
+        (["b@x"], False),
+    ]
+    assert split_by_root(both, _thread("<r>", frozenset(both))) == [(both, True)]
+    assert split_by_root(both, _thread("<r>", frozenset({"c@x"}))) == [(both, False)]
+    # No first message yet (this one becomes it), or its recipients unknown: one group.
+    assert split_by_root(both, _thread(None, None)) == [(both, True)]
+    assert split_by_root(both, _thread("<r>", None)) == [(both, True)]
+    assert split_by_root([], _thread("<r>", frozenset({"a@x"}))) == []

@@ -15,6 +15,7 @@ from tests.receiver.apphelpers import (
     FakeClock,
     at,
     make_config,
+    parse,
     running,
     server,
     wait_for,
@@ -141,6 +142,41 @@ async def test_storm_is_flood_limited_and_critical_arrives_in_catchup(tmp_path: 
     # The catch-up lists the critical first.
     crit_catchup = next(m for m in sink.messages if b"HighErrorRate" in m.data)
     assert b"Catch-up" in crit_catchup.data
+
+
+async def test_recipient_folded_from_the_first_message_gets_no_reply_to_it(
+    tmp_path: Path,
+) -> None:
+    # b's budget goes on another group, so the incident's first email reaches only a; the
+    # resolved message (never flood-limited) goes to both, but only a's replies to it.
+    flood = {"max_emails": 1, "window": "10m", "catchup_every": "1h"}
+    routes = [
+        {"matchers": ['alertname="Noise"'], "email": ["b@example.com"]},
+        {"email": ["a@example.com", "b@example.com"]},
+    ]
+    async with smtp_sink() as sink:
+        cfg = make_config(tmp_path, [server(sink)], flood=flood, routes=routes)
+        async with running(cfg) as rx:
+            assert (await rx.post(warning_group("Noise"))).status == 200
+            await wait_mail(sink, 1)
+            assert (await rx.post(load_fixture("firing_single.json"))).status == 200
+
+            def incident() -> list[Any]:
+                return [m for m in sink.messages if b"HighErrorRate" in m.data]
+
+            await wait_for(lambda: len(incident()) == 1, what="the first message")
+            assert (await rx.post(load_fixture("resolved_single.json"))).status == 200
+            await wait_for(lambda: len(incident()) == 3, what="the resolved messages")
+    (first, *resolved) = incident()
+    assert first.rcpt_tos == ["a@example.com"]
+    root = parse(first.data)
+    by_rcpt = {tuple(m.rcpt_tos): parse(m.data) for m in resolved}
+    assert set(by_rcpt) == {("a@example.com",), ("b@example.com",)}
+    to_a, to_b = by_rcpt[("a@example.com",)], by_rcpt[("b@example.com",)]
+    assert to_a["In-Reply-To"] == root["Message-ID"] == to_a["References"]
+    assert to_b["In-Reply-To"] is None and to_b["References"] is None
+    assert root["Subject"] == to_a["Subject"] == to_b["Subject"]
+    assert to_a["Message-ID"] != to_b["Message-ID"]
 
 
 async def test_a_late_parse_handed_to_the_dispatcher_is_not_kept(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 from dataclasses import replace
@@ -321,6 +322,28 @@ def test_root_sent_before_the_next_message_keeps_its_replies(tmp_path: Path) -> 
     (new_row,) = [r for r in s.list_outbox() if r.message_id == "<new>"]
     s.finish_attempt(new_row.id, 15, "retrying", [], error="421", next_attempt_at=16)
     assert _claim_payloads(s, now=17) == {"<new>": b"as reply"}
+
+
+def test_thread_knows_who_its_first_message_reached(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    assert _open(s).root_recipients is None  # no first message yet
+    thread = _open(s)
+    root = replace(
+        _thread_message(thread.id, "<root>", b"root"),
+        target='["a@example.com", "b@example.com"]',
+        supersede_key=f"{thread.id}:email:ab",
+    )
+    plan = DispatchPlan(1, messages=[root])
+    plan.thread_roots.append((thread.id, "s", "<root>"))
+    s.commit_dispatch_many([plan], now=10)
+    queued = _open(s)
+    assert queued.root_recipients == {"a@example.com", "b@example.com"}
+    assert not queued.root_delivered
+    (row,) = s.claim_due("email", now=11, limit=1)
+    results = {"a@example.com": "250 accepted", "b@example.com": "550 5.1.1 user unknown"}
+    s.finish_attempt(row.id, 12, "sent", [], server="mx", recipients_result=json.dumps(results))
+    sent = _open(s)
+    assert sent.root_delivered and sent.root_recipients == {"a@example.com"}
 
 
 def test_pending_rows_skip_payloads_the_dispatcher_holds_parsed(tmp_path: Path) -> None:
