@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -157,7 +156,8 @@ def _key(loc: tuple[int | str, ...]) -> str:
 def load_config(path: str) -> ExporterConfig:
     """Read, validate and check an exporter config file; raises ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as e:
         raise ConfigError(path, "", f"cannot read: {e.strerror or e}") from e
     try:

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from exporters.config import ExporterConfig, SourceConfig
@@ -102,6 +100,8 @@ class Splitter:
 
 
 def _head(fd: int, length: int) -> str:
+    import hashlib  # here: loading OpenSSL costs one-shot runs, which never call this
+
     return hashlib.sha1(os.pread(fd, length, 0)).hexdigest() if length else ""
 
 
@@ -181,7 +181,8 @@ class Tailer:
         if not self.cfg.positions or not os.path.exists(self.cfg.positions):
             return None
         try:
-            entries = json.loads(Path(self.cfg.positions).read_text())["files"]
+            with open(self.cfg.positions, encoding="utf-8") as f:
+                entries = json.load(f)["files"]
             return {(e["dev"], e["ino"]): e for e in entries}
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable positions file %s: %s", self.cfg.positions, e)
@@ -196,10 +197,11 @@ class Tailer:
                  "offset": f.consumed, "head_len": f.head_len, "head": f.head}
                 for f in self.files.values() if f.gone_since is None
             ]  # fmt: skip
-        target = Path(self.cfg.positions)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "files": entries}))
+        target = self.cfg.positions
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        tmp = target + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"version": 1, "files": entries}, f)
         os.replace(tmp, target)
 
     # ---- following -------------------------------------------------------------------
