@@ -202,6 +202,10 @@ class Tailer:
         tmp = target + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"version": 1, "files": entries}, f)
+            f.flush()
+            # on disk before the rename: after a power cut the file is the old one or this
+            # one, never empty (which would restart every file from its start or its end)
+            os.fsync(f.fileno())
         os.replace(tmp, target)
 
     # ---- following -------------------------------------------------------------------
