@@ -72,14 +72,18 @@ def split_by_root(recipients: list[str], thread: Thread) -> list[tuple[list[str]
     """``recipients`` as (group, reply) pairs: who may get In-Reply-To the thread's first
     message, and who may not.
 
-    Nothing may reply to a message its reader never got. A recipient the first message did
-    not go to (the flood limit folded them, a reload added them to the route, their server
-    refused it) gets this message without In-Reply-To/References, under the same subject,
-    rather than a reply to a Message-ID missing from their mailbox.
+    Nothing may reply to a message its reader never got. Once the first message is sent, a
+    recipient it did not reach (the flood limit folded them out of it, a reload added them
+    to the route, their server refused it) gets this message without
+    In-Reply-To/References, under the same subject. While it is unsent, every recipient's
+    message is rendered both ways and the outbox chooses when it sends (see
+    ``store_outbox._settle_root``), so there is nothing to split yet.
     """
     reached = thread.root_recipients
-    if not recipients or thread.root_message_id is None or reached is None:
-        return [(recipients, True)] if recipients else []
+    if not recipients:
+        return []
+    if thread.root_message_id is None or not thread.root_delivered or reached is None:
+        return [(recipients, True)]
     replying = [r for r in recipients if r in reached]
     apart = [r for r in recipients if r not in reached]
     return [(group, reply) for group, reply in ((replying, True), (apart, False)) if group]

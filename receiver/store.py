@@ -9,7 +9,6 @@ timeout make that safe.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
 from receiver.store_ingest import IngestQueries, history_rows, rows_per_statement, write_rows
-from receiver.store_outbox import OutboxQueries
+from receiver.store_outbox import OutboxQueries, reached_by, sent_root
 from receiver.store_reports import ReportQueries
 from receiver.store_types import (
     AlertRecord,
@@ -44,23 +43,6 @@ __all__ = [
     "Store",
     "Thread",
 ]
-
-
-def _reached(target: str, results: str | None) -> frozenset[str] | None:
-    """The recipients of a thread's first message (its JSON ``target``), less those its
-    server refused (``recipients_result`` maps each recipient to its 2xx/4xx/5xx reply)."""
-    try:
-        recipients = json.loads(target)
-        refused = {
-            r
-            for r, reply in (json.loads(results) if results else {}).items()
-            if not str(reply).startswith("2")
-        }
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(recipients, list):
-        return None
-    return frozenset(str(r) for r in recipients) - refused
 
 
 class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
@@ -171,16 +153,9 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
             (route, group_key),
         ).fetchone()
         if row is not None and now - row[3] < max_age:
-            root = None
-            if row[5] is not None:
-                root = db.execute(
-                    "SELECT state, target, recipients_result FROM outbox WHERE message_id=? "
-                    "ORDER BY state='sent' DESC LIMIT 1",
-                    (row[5],),
-                ).fetchone()
-            delivered = root is not None and root[0] == "sent"
-            reached = _reached(root[1], root[2]) if root is not None else None
-            return Thread(row[0], row[1], row[2], row[3], row[4], row[5], delivered, reached)
+            sent = sent_root(db, row[5]) if row[5] is not None else None
+            reached = reached_by(*sent) if sent is not None else None
+            return Thread(row[0], row[1], row[2], row[3], row[4], row[5], sent is not None, reached)
         if row is not None:
             db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
         cur = db.execute(

@@ -5,6 +5,7 @@ Mixed into ``Store``: the same connection and thread, the same rule that SQL liv
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -13,22 +14,62 @@ from receiver.store_mixin import StoreMixin
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
-def is_sent(db: sqlite3.Connection, message_id: str) -> bool:
+def sent_root(db: sqlite3.Connection, message_id: str) -> tuple[str, str | None] | None:
+    """(target, recipients_result) of the message ``message_id`` if it has been sent."""
     row = db.execute(
-        "SELECT 1 FROM outbox WHERE message_id=? AND state='sent' LIMIT 1", (message_id,)
+        "SELECT target, recipients_result FROM outbox WHERE message_id=? AND state='sent' LIMIT 1",
+        (message_id,),
     ).fetchone()
-    return row is not None
+    return (row[0], row[1]) if row is not None else None
+
+
+def reached_by(target: str, results: str | None) -> frozenset[str] | None:
+    """Who a sent email reached: its recipients (``target``, a JSON list) less those whose
+    server refused them (``recipients_result``: recipient -> SMTP reply). None when the
+    target cannot be read."""
+    try:
+        recipients = json.loads(target)
+    except ValueError:
+        return None
+    if not isinstance(recipients, list):
+        return None
+    try:
+        replies = json.loads(results) if results else {}
+    except ValueError:
+        replies = {}
+    refused = (
+        {r for r, reply in replies.items() if not str(reply).startswith("2")}
+        if isinstance(replies, dict)
+        else set()
+    )
+    return frozenset(str(r) for r in recipients) - refused
+
+
+def _reaches_all(root: tuple[str, str | None], target: str) -> bool:
+    reached = reached_by(*root)
+    try:
+        recipients = json.loads(target)
+    except ValueError:
+        return True
+    return reached is None or not isinstance(recipients, list) or set(recipients) <= reached
 
 
 def _settle_root(
-    db: sqlite3.Connection, outbox_id: int, old_root: str, thread_id: int | None, message_id: str
+    db: sqlite3.Connection,
+    outbox_id: int,
+    old_root: str,
+    thread_id: int | None,
+    message_id: str,
+    target: str,
 ) -> None:
     """A message rendered while its thread's first message was undelivered: send it as a
-    reply if that message has been sent by now, else as the thread's first message (and
-    later messages reply to it). Decided once, so a retry sends the same bytes."""
-    if is_sent(db, old_root):
+    reply if that message has been sent by now to all of this one's recipients; else as a
+    first message (and, if the old one was not sent, later messages reply to this one).
+    Decided once, so a retry sends the same bytes."""
+    root = sent_root(db, old_root)
+    if root is not None and _reaches_all(root, target):
         db.execute("UPDATE outbox SET payload=reply_payload WHERE id=?", (outbox_id,))
-    elif thread_id is not None:
+    elif root is None and thread_id is not None:
         db.execute(
             "UPDATE threads SET root_message_id=? WHERE id=? AND NOT EXISTS (SELECT 1 FROM "
             "outbox WHERE message_id=threads.root_message_id AND state='sent')",
@@ -52,7 +93,8 @@ class OutboxQueries(StoreMixin):
             # Not while an earlier message of its thread and recipients, or the first
             # message it may reply to, is being sent: a thread's messages go in order.
             due = db.execute(
-                "SELECT id, replaces_root, thread_id, message_id, reply_payload IS NOT NULL "
+                "SELECT id, replaces_root, thread_id, message_id, target, "
+                "reply_payload IS NOT NULL "
                 "FROM outbox o WHERE channel=? AND state IN "
                 "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
                 "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
@@ -62,9 +104,9 @@ class OutboxQueries(StoreMixin):
             ).fetchall()
             if not due:
                 return []
-            for outbox_id, old_root, thread_id, message_id, unsettled in due:
+            for outbox_id, old_root, thread_id, message_id, target, unsettled in due:
                 if old_root is not None and unsettled:
-                    _settle_root(db, outbox_id, old_root, thread_id, message_id)
+                    _settle_root(db, outbox_id, old_root, thread_id, message_id, target)
             ids = [r[0] for r in due]
             rows = db.execute(
                 f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(ids))}) "

@@ -40,8 +40,8 @@ class Thread:
     # Whether the root message has been sent: until then a new message of the thread is
     # rendered twice, as a reply and as the first message (chosen when it is claimed).
     root_delivered: bool = False
-    # Who the root message is addressed to, less those its server refused (None: not
-    # known, e.g. pruned by retention). Nobody else may get a reply to it.
+    # Who the sent root message reached: its recipients less those its server refused
+    # (None while it is unsent, or when not known). Nobody else may get a reply to it.
     root_recipients: frozenset[str] | None = None
 
 

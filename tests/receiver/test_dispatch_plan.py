@@ -74,8 +74,8 @@ def test_the_dead_mans_heartbeat_is_settled_and_recorded() -> None:
     assert plan.reason == "dead man's switch heartbeat"
 
 
-def _thread(root: str | None, reached: frozenset[str] | None) -> Thread:
-    return Thread(1, "r", "g", NOW, "s", root, True, reached)
+def _thread(root: str | None, reached: frozenset[str] | None, sent: bool = True) -> Thread:
+    return Thread(1, "r", "g", NOW, "s", root, sent, reached)
 
 
 def test_only_recipients_of_the_first_message_get_replies_to_it() -> None:
@@ -89,4 +89,6 @@ def test_only_recipients_of_the_first_message_get_replies_to_it() -> None:
     # No first message yet (this one becomes it), or its recipients unknown: one group.
     assert split_by_root(both, _thread(None, None)) == [(both, True)]
     assert split_by_root(both, _thread("<r>", None)) == [(both, True)]
+    # Unsent (queued, retrying, dead): rendered both ways, the outbox decides; no split.
+    assert split_by_root(both, _thread("<r>", frozenset(), sent=False)) == [(both, True)]
     assert split_by_root([], _thread("<r>", frozenset({"a@x"}))) == []

@@ -337,13 +337,43 @@ def test_thread_knows_who_its_first_message_reached(tmp_path: Path) -> None:
     plan.thread_roots.append((thread.id, "s", "<root>"))
     s.commit_dispatch_many([plan], now=10)
     queued = _open(s)
-    assert queued.root_recipients == {"a@example.com", "b@example.com"}
-    assert not queued.root_delivered
+    assert not queued.root_delivered and queued.root_recipients is None
     (row,) = s.claim_due("email", now=11, limit=1)
     results = {"a@example.com": "250 accepted", "b@example.com": "550 5.1.1 user unknown"}
     s.finish_attempt(row.id, 12, "sent", [], server="mx", recipients_result=json.dumps(results))
     sent = _open(s)
     assert sent.root_delivered and sent.root_recipients == {"a@example.com"}
+
+
+def test_reply_planned_while_the_root_was_in_flight_checks_whom_it_reached(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _queue_root(s)  # to a@example.com
+    (root_row,) = s.claim_due("email", now=11, limit=1)
+    to_both = '["a@example.com", "b@example.com"]'
+    later = [
+        replace(_new_message(thread), target=to_both, supersede_key="k-both"),
+        replace(_new_message(thread), message_id="<a>", reply_payload=b"reply to a"),
+    ]
+    s.commit_dispatch_many([DispatchPlan(2, messages=later)], now=12)
+    s.finish_attempt(root_row.id, 13, "sent", [], server="mx")
+    # b never got the first message: its copy goes out without In-Reply-To; a's replies.
+    assert _claim_payloads(s, now=14) == {"<new>": b"as root", "<a>": b"reply to a"}
+    assert _open(s).root_message_id == "<root>"  # the sent first message stays the root
+
+
+def test_a_dead_root_refused_by_every_recipient_leaves_the_thread_unrooted(
+    tmp_path: Path,
+) -> None:
+    s = Store(tmp_path / "a.db")
+    _queue_root(s)
+    (row,) = s.claim_due("email", now=11, limit=1)
+    refused = json.dumps({"a@example.com": "550 5.1.1 user unknown"})
+    s.finish_attempt(row.id, 12, "dead", [], reason="refused", recipients_result=refused)
+    thread = _open(s)
+    # So the next message is rendered both ways and becomes the first one it is sent.
+    assert not thread.root_delivered and thread.root_recipients is None
 
 
 def test_pending_rows_skip_payloads_the_dispatcher_holds_parsed(tmp_path: Path) -> None:
