@@ -31,6 +31,7 @@ from receiver.runtime import Runtime
 from receiver.slack_message import slack_message
 from receiver.store import DispatchPlan, NewMessage, Thread
 from receiver.store_async import AsyncStore
+from receiver.store_supersede import email_key
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +311,7 @@ class Dispatcher:
                     priority=job.n.priority,
                     payload=as_root[0] if as_root else payload,
                     received_at=job.received_at,
-                    supersede_key=f"{job.thread.id}:email:{target}",
+                    supersede_key=email_key(job.thread.id, job.recipients),
                     thread_id=job.thread.id,
                     notification_id=job.plan.notification_id,
                     message_id=message_id,

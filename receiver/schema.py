@@ -236,6 +236,12 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (key) DO UPDATE SET value = excluded.value;
     END;
     """,
+    # v6: superseding and ordering per thread and recipient
+    """
+    -- A newer email of a thread takes its recipients from the thread's older undelivered
+    -- ones, and a thread's messages are sent one at a time: both look messages up by thread.
+    CREATE INDEX outbox_thread ON outbox(thread_id, channel, state) WHERE thread_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,6 +19,8 @@ from receiver.store_batches import BatchQueries
 from receiver.store_ingest import IngestQueries, history_rows, rows_per_statement, write_rows
 from receiver.store_outbox import OutboxQueries, reached_by, sent_root
 from receiver.store_reports import ReportQueries
+from receiver.store_supersede import REASON as SUPERSEDED
+from receiver.store_supersede import by_recipient, supersede_older
 from receiver.store_types import (
     AlertRecord,
     AttemptRecord,
@@ -241,12 +243,13 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
     @staticmethod
     def _insert_message(db: sqlite3.Connection, m: NewMessage, now: float) -> tuple[int, int]:
         superseded = 0
-        if m.supersede_key is not None and m.state == "queued":
+        if m.state == "queued" and m.thread_id is not None and by_recipient(m.channel, m.thread_id):
+            superseded = supersede_older(db, m.thread_id, m.target, now)
+        elif m.supersede_key is not None and m.state == "queued":
             superseded = db.execute(
-                "UPDATE outbox SET state='superseded', finished_at=?, "
-                "reason='a newer message for the same thread and recipients was queued' "
+                "UPDATE outbox SET state='superseded', finished_at=?, reason=? "
                 "WHERE supersede_key=? AND state IN ('queued','retrying')",
-                (now, m.supersede_key),
+                (now, SUPERSEDED, m.supersede_key),
             ).rowcount
         cur = db.execute(
             "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from receiver.store_mixin import StoreMixin
+from receiver.store_supersede import REASON as SUPERSEDED
+from receiver.store_supersede import superseded_by_newer
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
@@ -90,14 +92,17 @@ class OutboxQueries(StoreMixin):
         if limit <= 0:
             return []
         with self._tx() as db:
-            # Not while an earlier message of its thread and recipients, or the first
-            # message it may reply to, is being sent: a thread's messages go in order.
+            # Not while another message of its thread (or its supersede key) on this
+            # channel, or the first message it may reply to, is being sent: a thread's
+            # messages go in order, whoever they are addressed to.
             due = db.execute(
                 "SELECT id, replaces_root, thread_id, message_id, target, "
                 "reply_payload IS NOT NULL "
                 "FROM outbox o WHERE channel=? AND state IN "
                 "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
                 "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
+                "AND NOT EXISTS (SELECT 1 FROM outbox t WHERE t.thread_id=o.thread_id "
+                "AND t.channel=o.channel AND t.state='sending') "
                 "AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.message_id=o.replaces_root "
                 "AND r.state='sending') ORDER BY priority, id LIMIT ?",
                 (channel, now, limit),
@@ -159,16 +164,8 @@ class OutboxQueries(StoreMixin):
         recipients_result: str | None = None,
         reason: str | None = None,
     ) -> str:
-        if state == "retrying":
-            newer = db.execute(
-                "SELECT 1 FROM outbox o, outbox n WHERE o.id=? AND o.supersede_key IS NOT "
-                "NULL AND n.supersede_key=o.supersede_key AND n.id>o.id AND n.state IN "
-                "('queued','retrying','sending','sent') LIMIT 1",
-                (outbox_id,),
-            ).fetchone()
-            if newer is not None:
-                state = "superseded"
-                reason = "a newer message for the same thread and recipients was queued"
+        if state == "retrying" and superseded_by_newer(db, outbox_id):
+            state, reason = "superseded", SUPERSEDED
         for a in attempts:
             db.execute(
                 "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "
