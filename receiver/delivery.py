@@ -41,9 +41,10 @@ class Claimed(Enum):
 
 
 def backoff_delay(attempts: int, initial: float, maximum: float, rand: float) -> float:
-    """Capped exponential backoff with +-20% jitter; ``attempts`` counts failures so far."""
-    base = min(maximum, initial * 2.0 ** max(0, attempts - 1))
-    return max(0.0, base * (0.8 + 0.4 * rand))
+    """Exponential backoff with +-20% jitter, never over ``maximum``; ``attempts`` counts
+    failures so far (any number: the exponent is bounded before it can overflow)."""
+    base = min(maximum, initial * 2.0 ** min(max(0, attempts - 1), 60))
+    return max(0.0, min(maximum, base * (0.8 + 0.4 * rand)))
 
 
 def _records(attempts: Sequence[Attempt]) -> list[AttemptRecord]:
@@ -113,6 +114,11 @@ class OutboxWorker:
         if free <= 0:
             return Claimed.FULL if limit > 0 else Claimed.IDLE
         rows = await self.store.run(self.store.store.claim_due, self.channel, self.clock(), free)
+        if self._stopping and rows:
+            # Claimed while stop() began: not started, so nothing is cut off; next start
+            # sends them.
+            await self.store.run(self.store.store.release, [r.id for r in rows])
+            return Claimed.IDLE
         for row in rows:
             task = asyncio.create_task(self._guarded(row), name=f"{self.channel}-{row.id}")
             self._inflight.add(task)
@@ -218,17 +224,24 @@ class OutboxWorker:
         """Stop claiming; give in-flight deliveries ``timeout`` seconds, then cancel them."""
         self._stopping = True
         self._wake.set()
-        if self._inflight:
-            _, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning(
-                    "%d %s delivery(s) cut off at shutdown; resent on start",
-                    len(pending),
-                    self.channel,
-                )
-                await asyncio.gather(*pending, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending: set[asyncio.Task[None]] = set()
+        # A claim under way when stop began may still start deliveries: wait for those too.
+        while self._inflight and loop.time() < deadline:
+            _, pending = await asyncio.wait(
+                set(self._inflight), timeout=max(0.0, deadline - loop.time())
+            )
+        pending = set(self._inflight)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "%d %s delivery(s) cut off at shutdown; resent on start",
+                len(pending),
+                self.channel,
+            )
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 class EmailWorker(OutboxWorker):
@@ -265,17 +278,32 @@ class EmailWorker(OutboxWorker):
     async def _email_sent(self, row: OutboxRow, result: SendResult) -> None:
         results = {addr: "250 accepted" for addr in result.accepted}
         results.update(result.rejected)
+        # Recipients deferred with 4xx at RCPT while others took the message: sent to the
+        # others; the same message is queued again for the deferred ones alone.
+        deferred = [r for r in row.recipients if result.rejected.get(r, "").startswith("4")]
+        retry = None
+        if deferred:
+            policy = self.retry_policy()
+            delay = backoff_delay(1, policy.initial, policy.max, self.rand())
+            error = "; ".join(f"{r}: {result.rejected[r]}" for r in deferred)
+            retry = (
+                deferred,
+                self.clock() + delay,
+                f"deferred at RCPT by {result.server}: {error}",
+            )
+            self.metrics.deliveries.labels(self.channel, "retry").inc()
         await self._sent(
             row,
             _records(result.attempts),
             server=result.server,
             reply=result.reply,
             recipients_result=json.dumps(results),
+            retry_for=retry,
         )
         if result.rejected:
             log.warning(
-                "message %d: %d recipient(s) refused: %s",
+                "message %d: %d recipient(s) refused or deferred: %s",
                 row.id,
                 len(result.rejected),
-                ", ".join(sorted(result.rejected)),
+                ", ".join(f"{r} ({reply})" for r, reply in sorted(result.rejected.items())),
             )

@@ -268,7 +268,9 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
                 m.message_id,
                 m.subject,
                 m.payload,
-                now,
+                # a message held for quiet hours counts as created when its hold ends: its
+                # queue age (the stuck-outbox alert) and give-up clock start then
+                max(now, m.not_before or now),
                 m.received_at,
                 max(now, m.not_before or now),
                 m.reason,

@@ -10,9 +10,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from receiver.errors import StoreError
 from receiver.store_mixin import StoreMixin
 from receiver.store_supersede import REASON as SUPERSEDED
-from receiver.store_supersede import superseded_by_newer
+from receiver.store_supersede import email_key, superseded_by_newer
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
@@ -80,6 +81,26 @@ def _settle_root(
     db.execute("UPDATE outbox SET reply_payload=NULL WHERE id=?", (outbox_id,))
 
 
+def _queue_retry_for(
+    db: sqlite3.Connection, outbox_id: int, recipients: list[str], at: float, error: str
+) -> None:
+    """The message ``outbox_id`` again, for ``recipients`` only (deferred with 4xx at RCPT
+    while the others took it): same bytes and Message-ID, retrying from ``at``, its
+    give-up clock running from the original's creation."""
+    row = db.execute("SELECT thread_id, supersede_key FROM outbox WHERE id=?", (outbox_id,))
+    thread_id, key = row.fetchone()
+    if thread_id is not None:
+        key = email_key(int(thread_id), recipients)
+    db.execute(
+        "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "
+        "thread_id, notification_id, message_id, subject, payload, created_at, received_at, "
+        "next_attempt_at, attempts, last_error) SELECT channel, ?, kind, priority, "
+        "'retrying', ?, thread_id, notification_id, message_id, subject, payload, "
+        "created_at, received_at, ?, 1, ? FROM outbox WHERE id=?",
+        (json.dumps(recipients), key, at, error, outbox_id),
+    )
+
+
 class OutboxQueries(StoreMixin):
     # -- delivery ---------------------------------------------------------------------
     def recover_sending(self) -> int:
@@ -121,12 +142,26 @@ class OutboxQueries(StoreMixin):
         return sorted((_outbox_row(r) for r in rows), key=lambda r: (r.priority, r.id))
 
     def next_due_at(self, channel: str) -> float | None:
-        row = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE channel=? "
-            "AND state IN ('queued','retrying')",
-            (channel,),
-        ).fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE channel=? "
+                "AND state IN ('queued','retrying')",
+                (channel,),
+            ).fetchone()
+        except sqlite3.Error as exc:  # the worker waits and asks again, as after a write
+            raise StoreError(f"cannot read the outbox: {exc}") from exc
         return None if row[0] is None else float(row[0])
+
+    def release(self, ids: Sequence[int]) -> int:
+        """Claimed messages that were not started go back to the queue (at shutdown)."""
+        if not ids:
+            return 0
+        with self._tx() as db:
+            return db.execute(
+                f"UPDATE outbox SET state='queued' WHERE state='sending' "
+                f"AND id IN ({','.join('?' * len(ids))})",
+                list(ids),
+            ).rowcount
 
     def finish_attempt(
         self,
@@ -163,9 +198,12 @@ class OutboxQueries(StoreMixin):
         next_attempt_at: float | None = None,
         recipients_result: str | None = None,
         reason: str | None = None,
+        retry_for: tuple[list[str], float, str] | None = None,
     ) -> str:
         if state == "retrying" and superseded_by_newer(db, outbox_id):
             state, reason = "superseded", SUPERSEDED
+        if retry_for is not None:
+            _queue_retry_for(db, outbox_id, *retry_for)
         for a in attempts:
             db.execute(
                 "INSERT INTO attempts (outbox_id, at, server, ok, stage, code, message, "

@@ -68,6 +68,8 @@ class Sink:
     peak_connections: int = 0  # most connections open at the same time
     active: int = 0  # connections open right now
     auth_failures: int = 0
+    # recipients answered 450 at RCPT (lower case); a test may change it while running
+    defer: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -96,7 +98,8 @@ class _Handler:
     ) -> None:
         self.sink = sink
         self.reject = {a.lower() for a in reject}
-        self.defer = {a.lower() for a in defer}
+        sink.defer.update(a.lower() for a in defer)
+        self.defer = sink.defer
         self.data_reply = data_reply
         self.data_delay = data_delay
 

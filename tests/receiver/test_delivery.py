@@ -1,16 +1,18 @@
-"""The email outbox worker's loop on the real app: slots, claims, and what it asks the store."""
+"""The email outbox worker on the real app: slots, claims, deferred recipients, stopping."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from receiver.keys import STORE
+from receiver.delivery import backoff_delay
+from receiver.keys import EMAIL_WORKER, STORE
 from tests.conftest import load_fixture
-from tests.receiver.apphelpers import make_config, running, server, wait_mail
+from tests.receiver.apphelpers import make_config, running, server, wait_for, wait_mail
 from tests.smtp_servers import smtp_sink
 
 
@@ -53,3 +55,59 @@ async def test_all_slots_busy_waits_without_asking_when_the_next_is_due(
     assert asked.count("claim_due") >= 3
     assert sink.peak_connections <= 2
     assert len({m.data for m in sink.messages}) == 5
+
+
+async def test_recipient_deferred_at_rcpt_gets_the_same_message_later(tmp_path: Path) -> None:
+    busy = "busy@example.com"
+    async with smtp_sink(defer={busy}) as sink:
+        routes = [{"email": ["oncall@example.com", busy]}]
+        async with running(make_config(tmp_path, [server(sink)], routes=routes)) as rx:
+            assert (await rx.post(load_fixture("firing_single.json"))).status == 200
+            (first,) = await wait_mail(sink, 1)
+            store = rx.app[STORE]
+            rows = await store.run(store.store.list_outbox)
+            by_state = {r.state: r for r in rows}
+            assert set(by_state) == {"sent", "retrying"}
+            assert by_state["sent"].recipients == ["oncall@example.com", busy]
+            assert by_state["retrying"].recipients == [busy]
+            assert "450" in (by_state["retrying"].last_error or "")
+            sink.defer.clear()  # the mailbox is free again
+            _, second = await wait_mail(sink, 2)
+            rows = await store.run(store.store.list_outbox)
+    assert sink.messages[0].rcpt_tos == ["oncall@example.com"]
+    assert sink.messages[1].rcpt_tos == [busy]
+    assert second["Message-ID"] == first["Message-ID"]  # the same message, resent
+    assert sorted(r.state for r in rows) == ["sent", "sent"]
+
+
+async def test_a_claim_that_returns_after_stop_began_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with smtp_sink() as sink, running(make_config(tmp_path, [server(sink)])) as rx:
+        worker, store = rx.app[EMAIL_WORKER], rx.app[STORE]
+        run = store.run
+        stopping: list[asyncio.Task[None]] = []
+
+        async def racing(fn: Any, *args: Any, **kw: Any) -> Any:
+            result = await run(fn, *args, **kw)
+            if fn.__name__ == "claim_due" and result and not stopping:
+                stopping.append(asyncio.create_task(worker.stop(5)))
+                await asyncio.sleep(0)  # stop() has begun before the worker sees rows
+            return result
+
+        monkeypatch.setattr(store, "run", racing)
+        assert (await rx.post(load_fixture("firing_single.json"))).status == 200
+        await wait_for(lambda: bool(stopping) and stopping[0].done(), what="stop()")
+        rows = await run(store.store.list_outbox)
+    # Put back, not sent after stop() returned (nor cut off mid-send): the next start sends it.
+    assert [r.state for r in rows] == ["queued"]
+    assert sink.messages == []
+
+
+def test_backoff_is_capped_and_never_overflows() -> None:
+    for attempts in (1, 5, 20, 1100, 10**6):
+        for rand in (0.0, 0.5, 1.0):
+            delay = backoff_delay(attempts, 0.2, 60.0, rand)
+            assert 0.0 <= delay <= 60.0
+    assert backoff_delay(1, 1.0, 60.0, 0.5) == 1.0  # the middle of +-20% jitter
+    assert backoff_delay(3, 1.0, 60.0, 0.0) == pytest.approx(3.2)  # 4 s, -20%

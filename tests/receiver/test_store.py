@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from receiver.errors import SchemaTooNewError
+from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import SCHEMA_VERSION
 from receiver.store import (
     AlertRecord,
@@ -539,3 +539,31 @@ def test_a_sqlite_built_for_few_parameters_gets_smaller_statements(tmp_path: Pat
     results = s.ingest_batch(items)  # 400 rows: several statements, one transaction
     assert not any(r.duplicate for r in results)
     assert s._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 300
+
+
+def test_a_held_message_counts_as_queued_from_when_its_hold_ends(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _open(s)
+    held = replace(_thread_message(thread.id, "<held>", b"x"), not_before=5000.0)
+    s.commit_dispatch_many([DispatchPlan(1, messages=[held])], now=10)
+    _, oldest = s.outbox_stats()
+    # Not "stuck" for the hours of the hold, and its give-up clock starts when it is due.
+    assert oldest["email"] == 5000.0
+    (row,) = s.list_outbox()
+    assert row.created_at == 5000.0 and s.next_due_at("email") == 5000.0
+
+
+def test_unreadable_outbox_is_a_store_error(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    s._db.close()
+    with pytest.raises(StoreError, match="cannot read the outbox"):
+        s.next_due_at("email")
+
+
+def test_released_messages_go_back_to_the_queue(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    _queue_root(s)
+    (row,) = s.claim_due("email", now=11, limit=1)
+    assert s.release([row.id]) == 1
+    assert [r.state for r in s.list_outbox()] == ["queued"]
+    assert s.release([]) == 0
