@@ -41,7 +41,7 @@ from receiver.scheduler import Scheduler
 from receiver.slack_delivery import SlackWorker
 from receiver.store_async import AsyncStore
 from receiver.web import REPORT_NEXT_RUN, setup_web
-from receiver.webhook import handle_webhook
+from receiver.webhook import check_auth, expect_continue, handle_webhook
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,12 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 async def reload_handler(request: web.Request) -> web.Response:
+    # Like the webhook, it needs the `auth` credentials when they are set: a reload builds
+    # a new renderer and worker pool, which no anonymous caller should set off at will.
+    if not check_auth(request.app[RUNTIME].config.auth, request.headers.get("Authorization")):
+        return web.json_response(
+            {"status": "error", "error": "missing or wrong credentials"}, status=401
+        )
     try:
         await reload_app(request.app)
     except ConfigError as exc:
@@ -219,8 +225,8 @@ def create_app(
                 await store.close()
 
     app.cleanup_ctx.append(resources)
-    app.router.add_post("/webhook", handle_webhook)
-    app.router.add_post("/webhook/{receiver}", handle_webhook)
+    app.router.add_post("/webhook", handle_webhook, expect_handler=expect_continue)
+    app.router.add_post("/webhook/{receiver}", handle_webhook, expect_handler=expect_continue)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

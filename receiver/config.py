@@ -32,6 +32,7 @@ from receiver.matchers import Matcher, parse_matcher
 from receiver.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -246,7 +247,7 @@ class Route(_Model):
     email: list[str] = Field(default_factory=list)
     slack: list[str] = Field(default_factory=list)
     mode: Literal["immediate", "digest"] = "immediate"
-    every: Duration = 3600.0
+    every: PositiveDuration = 3600.0  # digest windows: 0 would divide by zero
     quiet_hours: QuietHours | None = None
     continue_: bool = Field(default=False, alias="continue")
 
@@ -326,7 +327,7 @@ class Config(_Model):
     def _tz(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a zone folder
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
 
@@ -431,6 +432,8 @@ def load_config(path: str | Path) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, "", f"not UTF-8 text: byte {exc.start}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -438,4 +441,7 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(file, "", f"not valid YAML: {where}{problem}") from exc
-    return config_from_dict(data, file)
+    try:
+        return config_from_dict(data, file)
+    except RecursionError as exc:  # a YAML alias inside itself: a: &a [*a]
+        raise ConfigError(file, "", "a YAML alias refers to itself") from exc

@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from receiver.model import Notification
+from receiver.render_mime import literal_text
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -30,7 +31,7 @@ def fallback_email(
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    msg["Subject"] = _one_line(subject, 250)
+    msg["Subject"] = literal_text(_one_line(subject, 250))
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id
     if root:
@@ -50,5 +51,9 @@ def fallback_email(
         for k, v in sorted(a.annotations.items()):
             lines.append(f"  {_one_line(k)}: {_one_line(v, 1000)}")
         lines.append("")
+    if len(n.alerts) > 50:
+        lines.append(f"... and {len(n.alerts) - 50} more alerts not shown")
+    if n.truncated_alerts:
+        lines.append(f"Alertmanager left out {n.truncated_alerts} more alerts (max_alerts).")
     msg.set_content("\n".join(lines))
     return msg

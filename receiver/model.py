@@ -40,15 +40,21 @@ def parse_timestamp(value: object, what: str) -> datetime | None:
         # fromisoformat (3.11) takes Z, offsets and 9 fractional digits (kept to 6), and is
         # an order of magnitude cheaper than a regex on the ingest path.
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise PayloadError(f"{what}: not an RFC 3339 timestamp: {value[:64]!r}") from exc
+    except ValueError:
+        try:  # RFC 3339 allows a lower-case "t" and "z"
+            parsed = datetime.fromisoformat(value.upper())
+        except ValueError as exc:
+            raise PayloadError(f"{what}: not an RFC 3339 timestamp: {value[:64]!r}") from exc
     if parsed.year <= _GO_ZERO_YEAR:
         return None
     if parsed.tzinfo is UTC:  # "Z", as Alertmanager writes it
         return parsed
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: later than anything
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _str_map(value: object, what: str) -> dict[str, str]:

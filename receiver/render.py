@@ -419,7 +419,7 @@ class Renderer:
         # label becomes clean text instead of an exception that blocks a notification.
         msg = EmailMessage(policy=email.policy.SMTP)
         for name, value in fields:
-            msg[name] = value
+            msg[name] = render_mime.literal_text(value) if name == "Subject" else value
         return msg
 
     def _header_fields(

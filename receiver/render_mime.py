@@ -43,6 +43,18 @@ class Attachment:
     filename: str
 
 
+def literal_text(value: str) -> str:
+    """Unstructured header text (a Subject) that a parser takes literally.
+
+    The stdlib's header parser, like every mail client, decodes RFC 2047 encoded-words
+    (``=?utf-8?q?...?=``) in the text it is given: a label holding one could smuggle CR/LF
+    or NUL into the header once decoded. An invisible WORD JOINER after each ``=`` of
+    ``=?`` means no encoded-word starts there; the word is then written encoded itself,
+    so clients show the text as it was.
+    """
+    return value.replace("=?", "=\u2060?") if "=?" in value else value
+
+
 @functools.lru_cache(maxsize=512)
 def header(name: str, value: str) -> Header:
     """One header as `EmailMessage` with `policy.SMTP` would write it.
@@ -51,6 +63,8 @@ def header(name: str, value: str) -> Header:
     # The same refusal `EmailMessage.__setitem__` makes: a header must stay one header.
     if len(value.splitlines()) > 1:
         raise ValueError("Header values may not contain linefeed or carriage return characters")
+    if name.lower() == "subject":
+        value = literal_text(value)
     h = POLICY.header_factory(name, value)
     return Header(h.fold(policy=POLICY).encode("ascii", "surrogateescape"), str(h))
 

@@ -115,8 +115,13 @@ async def reload_runtime(current: Runtime, metrics: ReceiverMetrics) -> Runtime:
     if current.config_path is None:
         raise ConfigError("<config>", "", "started without a config file; nothing to reload")
     try:
-        config = load_config(current.config_path)
-        new = build_runtime(config, current.config_path, metrics)
+        try:
+            config = load_config(current.config_path)
+            new = build_runtime(config, current.config_path, metrics)
+        except ConfigError:
+            raise
+        except Exception as exc:  # whatever fails, the running config stays
+            raise ConfigError(str(current.config_path), "", f"cannot load: {exc!r}") from exc
     except ConfigError:
         metrics.reload_ok.set(0)
         metrics.reloads.labels("failure").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
@@ -34,6 +35,8 @@ _SIZE_UNITS = {
 def parse_duration(value: object) -> float:
     """Prometheus-style duration to seconds. Raises ValueError with what is wrong."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"a duration must be a finite number, got {value!r}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)

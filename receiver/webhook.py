@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from receiver import wire
 from receiver.config import WebhookAuth
@@ -43,12 +43,17 @@ def check_auth(auth: WebhookAuth | None, header: str | None) -> bool:
     value = value.strip()
     ok = False
     if auth.bearer_token is not None and scheme.lower() == "bearer":
-        ok = hmac.compare_digest(value.encode(), auth.bearer_token.get_secret_value().encode())
+        # surrogatepass: a header that is not UTF-8 reaches us surrogate-escaped; it can
+        # only fail to match, not fail the request
+        ok = hmac.compare_digest(
+            value.encode("utf-8", "surrogatepass"),
+            auth.bearer_token.get_secret_value().encode(),
+        )
     if auth.basic_auth is not None and scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return False  # ValueError: b64decode refuses a str that is not ASCII
         expected = auth.basic_auth.password
         pw = expected.get_secret_value() if expected is not None else ""
         # Both compared every time so timing says nothing about which part was wrong.
@@ -89,32 +94,63 @@ def _loads(body: bytes) -> tuple[Any, str]:
     return json.loads(text), text
 
 
+def _unauthorized(request: web.Request) -> web.Response | None:
+    """401 unless the request carries the configured credentials."""
+    config = request.app[RUNTIME].config
+    if check_auth(config.auth, request.headers.get("Authorization")):
+        return None
+    # Not the path's receiver name: unauthenticated callers must not add series.
+    request.app[METRICS].webhooks.labels("", "unauthorized").inc()
+    scheme = "Basic" if config.auth and config.auth.basic_auth else "Bearer"
+    return _error(
+        401, "missing or wrong credentials", **{"WWW-Authenticate": f'{scheme} realm="alertmail"'}
+    )
+
+
+def _too_large(request: web.Request, label: str) -> web.Response:
+    config = request.app[RUNTIME].config
+    request.app[METRICS].webhooks.labels(label, "too_large").inc()
+    return _error(
+        413,
+        f"body larger than max_body ({config.max_body} bytes); set max_alerts in alertmanager.yml",
+    )
+
+
+def _label(request: web.Request) -> str:
+    path_receiver = request.match_info.get("receiver")
+    return unquote_receiver(path_receiver) if path_receiver else ""
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: credentials and a declared size are checked before the
+    client is invited to send the body (aiohttp's own handler invites it at once)."""
+    refused = _unauthorized(request)
+    if refused is not None:
+        return refused
+    length = request.content_length
+    if length is not None and length > request.app[RUNTIME].config.max_body:
+        return _too_large(request, _label(request))
+    expect = request.headers.get("Expect", "")
+    if request.version < HttpVersion11 or expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
 async def handle_webhook(request: web.Request) -> web.Response:
     app = request.app
     runtime = app[RUNTIME]
     metrics = app[METRICS]
     config = runtime.config
-    path_receiver = request.match_info.get("receiver")
-    label = unquote_receiver(path_receiver) if path_receiver else ""
+    label = _label(request)
 
-    if not check_auth(config.auth, request.headers.get("Authorization")):
-        # Not the path's receiver name: unauthenticated callers must not add series.
-        metrics.webhooks.labels("", "unauthorized").inc()
-        scheme = "Basic" if config.auth and config.auth.basic_auth else "Bearer"
-        return _error(
-            401,
-            "missing or wrong credentials",
-            **{"WWW-Authenticate": f'{scheme} realm="alertmail"'},
-        )
+    refused = _unauthorized(request)
+    if refused is not None:
+        return refused
 
     body = await _read_bounded(request, config.max_body)
     if body is None:
-        metrics.webhooks.labels(label, "too_large").inc()
-        return _error(
-            413,
-            f"body larger than max_body ({config.max_body} bytes); "
-            "set max_alerts in alertmanager.yml",
-        )
+        return _too_large(request, label)
     try:
         n = wire.decode(body, receiver_override=label or None)
         if n is not None:

@@ -268,6 +268,62 @@ async def test_reload_keeps_old_config_when_new_is_bad(tmp_path: Path) -> None:
         assert rx.app[RUNTIME].config.dedup_window == 300
 
 
+async def test_reload_needs_the_webhook_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "alertmail.yml"
+    path.write_text(f"storage: {{path: {tmp_path / 'a.db'}}}\nauth: {{bearer_token: {TOKEN}}}\n")
+    from receiver.config import load_config
+
+    async with running(load_config(path), config_path=path) as rx:
+        anonymous = await rx.session.post(rx.url + "/-/reload")
+        assert anonymous.status == 401
+        path.write_bytes(b"timezone: Z\xfcrich\n")  # not UTF-8: refused, old config kept
+        bad = await rx.session.post(
+            rx.url + "/-/reload", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert bad.status == 400 and "not UTF-8" in (await bad.json())["error"]
+
+
+async def _raw_request(url: str, head: str, body: bytes = b"") -> list[bytes]:
+    """Send ``head`` (and, after the first answer, ``body``); the status lines received."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head.encode("utf-8", "surrogateescape"))
+        await writer.drain()
+        first = await reader.readline()
+        lines = [first]
+        if b" 100 " in first:
+            await reader.readline()  # the blank line after 100 Continue
+            writer.write(body)
+            await writer.drain()
+            lines.append(await reader.readline())
+        return lines
+    finally:
+        writer.close()
+
+
+async def test_expect_continue_checks_credentials_and_size_first(tmp_path: Path) -> None:
+    body = json.dumps(load_fixture("firing_single.json")).encode()
+    cfg = make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}], routes=[], max_body="1MiB")
+    async with running(cfg) as rx:
+        request = (
+            "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Expect: 100-continue\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Length: {length}\r\n\r\n"
+        )
+        wrong = await _raw_request(rx.url, request.format(token="nope", length=10**8))
+        big = await _raw_request(rx.url, request.format(token=TOKEN, length=10**8))
+        ok = await _raw_request(rx.url, request.format(token=TOKEN, length=len(body)), body)
+        # Not UTF-8: refused like any wrong token, not a 500.
+        mangled = await _raw_request(
+            rx.url, request.format(token="t0k\udcffn", length=len(body)), body
+        )
+    assert wrong == [b"HTTP/1.1 401 Unauthorized\r\n"]  # no body was invited
+    assert big == [b"HTTP/1.1 413 Request Entity Too Large\r\n"]
+    assert ok == [b"HTTP/1.1 100 Continue\r\n", b"HTTP/1.1 200 OK\r\n"]
+    assert mangled == [b"HTTP/1.1 401 Unauthorized\r\n"]
+
+
 async def test_burst_of_concurrent_webhooks_all_stored(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, [{"host": "127.0.0.1", "port": 9}], routes=[])
     async with running(cfg) as rx:

@@ -99,6 +99,10 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
         ),
         ("smtp: {from: a@b, servers: []}\n", "smtp.servers", "at least 1"),
         ("routes: [{slack: [nope]}]\n", "", "no slack.webhooks entry named 'nope'"),
+        ("timezone: America\n", "timezone", "unknown time zone"),  # a folder of zones
+        ("routes: [{mode: digest, every: 0s}]\n", "routes[0].every", "greater than 0"),
+        ("dedup_window: .inf\n", "dedup_window", "finite"),
+        ("a: &a [*a]\n", "", "refers to itself"),
     ],
 )
 def test_one_clear_error_per_problem(tmp_path: Path, snippet: str, key: str, problem: str) -> None:
@@ -126,6 +130,13 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     p = tmp_path / "bad.yml"
     p.write_text("listen: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML: line 2"):
+        load_config(p)
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.yml"
+    p.write_bytes("timezone: Europe/Z\xfcrich\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(p)
 
 

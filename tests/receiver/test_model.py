@@ -34,6 +34,9 @@ def test_nanosecond_timestamps_and_offsets() -> None:
         2026, 12, 3, 16, 0, tzinfo=UTC
     )
     assert parse_timestamp("0001-01-01T00:00:00Z", "x") is None
+    # RFC 3339 allows lower case; a far-future end in a negative offset is past datetime.max
+    assert parse_timestamp("2026-12-03t16:00:00z", "x") == datetime(2026, 12, 3, 16, tzinfo=UTC)
+    assert parse_timestamp("9999-12-31T23:59:59-01:00", "x") == datetime.max.replace(tzinfo=UTC)
     with pytest.raises(PayloadError, match="not an RFC 3339"):
         parse_timestamp("yesterday", "alerts[0].startsAt")
 

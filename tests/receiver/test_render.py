@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from receiver.errors import TemplateError
+from receiver.fallback import fallback_email
 from receiver.model import Notification, parse_notification
 from receiver.render import (
     HTML_BUDGET,
@@ -405,6 +406,44 @@ def test_crlf_in_alertname_cannot_inject_headers(renderer: Renderer) -> None:
         assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
     msg = send(renderer, parse_notification(payload))
     assert msg["Subject"] == "[alertmail] HighErrorRate Bcc: victim@evil.example X-Injected: 1"
+
+
+def test_encoded_words_in_values_stay_literal_text(renderer: Renderer) -> None:
+    # The header parser (and every mail client) decodes RFC 2047 encoded-words: one in a
+    # label must not turn into CR/LF or NUL, nor into another header, once decoded.
+    payload = raw("firing_single")
+    evil = "=?utf-8?q?x=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0Ahi?= =?utf-8?q?a=00b?="
+    for labels in (payload["groupLabels"], payload["commonLabels"], payload["alerts"][0]["labels"]):
+        labels["alertname"] = evil
+    n = parse_notification(payload)
+    wire = send(renderer, n)
+    obj = renderer.alert_email(
+        n, sender=SENDER, recipients=RECIPIENTS, message_id="<m.2@example.com>", thread=FIRST,
+        now=NOW,
+    )  # fmt: skip
+    plain = fallback_email(
+        n, sender=SENDER, recipients=RECIPIENTS, message_id="<m.3@example.com>",
+        subject=evil, root=None, now=NOW,
+    )  # fmt: skip
+    for msg in (wire, obj, plain):
+        again = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+        assert again["Reply-To"] is None and msg["Reply-To"] is None
+        subject = str(again["Subject"])
+        assert not any(c in subject for c in "\r\n\x00"), subject
+        # shown as the label was written (a word joiner keeps "=?" from starting a word)
+        assert subject.replace("\u2060", "").endswith(evil)
+        assert again.get_body(("plain",)) is not None  # the MIME structure is intact
+
+
+def test_fallback_email_says_what_it_left_out() -> None:
+    n = with_alerts("firing_group_3_alerts", many_alerts(53), truncatedAlerts=7)
+    msg = fallback_email(
+        n, sender=SENDER, recipients=RECIPIENTS,
+        message_id="<m.4@example.com>", subject="s", root=None, now=NOW,
+    )  # fmt: skip
+    text = msg.get_content()
+    assert "... and 3 more alerts not shown" in text
+    assert "left out 7 more alerts" in text
 
 
 def test_html_in_annotations_is_escaped(renderer: Renderer) -> None:
