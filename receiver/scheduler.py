@@ -236,8 +236,9 @@ class Scheduler:
         }
         msg = await asyncio.to_thread(self._deadman_email, ctx, dm.email, now)
         message = self._email(msg, dm.email, "deadman", 0, now)
-        await self.store.run(store.enqueue, [message], now)
-        await self.store.run(store.kv_set, DEADMAN_STATE_KEY, "alerted" if silent else "ok")
+        # One transaction: a crash between the two would send the email again on restart.
+        new_state = "alerted" if silent else "ok"
+        await self.store.run(store.enqueue, [message], now, [(DEADMAN_STATE_KEY, new_state)])
         log.warning(
             "dead man's switch: %s %s",
             dm.alertname,

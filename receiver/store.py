@@ -233,11 +233,16 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
                 (key, value),
             )
 
-    def enqueue(self, messages: Sequence[NewMessage], now: float) -> list[int]:
+    def enqueue(
+        self, messages: Sequence[NewMessage], now: float, kv: Sequence[tuple[str, str]] = ()
+    ) -> list[int]:
+        """Queue ``messages``, and set the ``kv`` pairs in the same transaction (a state
+        that says the messages were queued must not survive a crash without them)."""
         queued = Queued([], 0)
         with self._tx() as db:
             for m in messages:
                 queued.add(*self._insert_message(db, m, now))
+            self._kv_set_many(db, kv)
         return queued.ids
 
     @staticmethod
@@ -312,11 +317,15 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
 
     def kv_set(self, key: str, value: str) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                (key, value),
-            )
+            self._kv_set_many(db, [(key, value)])
+
+    @staticmethod
+    def _kv_set_many(db: sqlite3.Connection, pairs: Sequence[tuple[str, str]]) -> None:
+        db.executemany(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            pairs,
+        )
 
     def prune(self, before: float) -> int:
         """Drop history and finished messages older than ``before`` (storage.retention)."""

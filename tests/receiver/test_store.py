@@ -567,3 +567,10 @@ def test_released_messages_go_back_to_the_queue(tmp_path: Path) -> None:
     assert s.release([row.id]) == 1
     assert [r.state for r in s.list_outbox()] == ["queued"]
     assert s.release([]) == 0
+
+
+def test_enqueue_sets_state_in_the_same_transaction(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _open(s)
+    (outbox_id,) = s.enqueue([_thread_message(thread.id, "<m>", b"x")], 10, [("k", "v")])
+    assert s.kv_get("k") == "v" and s.get_outbox(outbox_id) is not None
