@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ class ChunkResult:
     counts: dict[str, Counter[Key]] = field(default_factory=dict)
     raw: dict[str, Counter[Any]] = field(default_factory=dict)  # findall results, undecoded
     last: dict[str, dict[Key, str]] = field(default_factory=dict)  # gauges: last value wins
+    gauge_lines: dict[str, int] = field(default_factory=dict)  # lines that set each gauge
     lines: int = 0
     bytes: int = 0
     parse_errors: int = 0
@@ -44,6 +45,8 @@ class ChunkResult:
             self.counts.setdefault(name, Counter()).update(c)
         for name, d in other.last.items():
             self.last.setdefault(name, {}).update(d)
+        for name, n in other.gauge_lines.items():
+            self.gauge_lines[name] = self.gauge_lines.get(name, 0) + n
         self.lines += other.lines
         self.bytes += other.bytes
         self.parse_errors += other.parse_errors
@@ -201,10 +204,7 @@ class RegexMetric:
         if not found:
             return
         if self.gauge:
-            last = out.last.setdefault(self.name, {})
-            for r in found:
-                k = self._key(r)
-                last[k[:-1]] = k[-1]
+            set_gauge(out, self.name, (self._key(r) for r in found))
             return
         if self.count_only:
             out.counts.setdefault(self.name, Counter())[()] += len(found)
@@ -218,6 +218,32 @@ class RegexMetric:
             result = out.counts.setdefault(self.name, Counter())
             for key, n in raw.items():
                 result[self._cached_key(key)] += n
+
+
+def number(text: str) -> float | None:
+    """A captured value as a number (None: not one). Python's ``float`` also takes
+    ``1_000``, which no log means as a number."""
+    if "_" in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def set_gauge(out: ChunkResult, name: str, keys: Iterable[Key]) -> None:
+    """Gauge results in line order (labels..., value): the last valid value per label set
+    wins; a line whose value is not a number is a parse error and changes nothing."""
+    last = out.last.setdefault(name, {})
+    lines = 0
+    for k in keys:
+        if number(k[-1]) is None:
+            out.parse_errors += 1
+            continue
+        last[k[:-1]] = k[-1]
+        lines += 1
+    if lines:
+        out.gauge_lines[name] = out.gauge_lines.get(name, 0) + lines
 
 
 def _get(obj: Any, path: Sequence[str]) -> Any:
@@ -306,7 +332,7 @@ class Matcher:
         lines = data.split(b"\n")
         lines.pop()  # after the final newline
         counts: dict[str, Counter[Key]] = {m.name: Counter() for m in self.jsons if not m.gauge}
-        last: dict[str, dict[Key, str]] = {m.name: {} for m in self.jsons if m.gauge}
+        gauges: dict[str, list[Key]] = {m.name: [] for m in self.jsons if m.gauge}
         loads = json.loads
         for line in lines:
             try:
@@ -322,14 +348,14 @@ class Matcher:
                 if k is None:
                     continue
                 if m.gauge:
-                    last[m.name][k[:-1]] = k[-1]
+                    gauges[m.name].append(k)
                 else:
                     counts[m.name][k] += 1
         for name, c in counts.items():
             if c:
                 out.counts.setdefault(name, Counter()).update(c)
-        for name, d in last.items():
-            out.last.setdefault(name, {}).update(d)
+        for name, keys in gauges.items():
+            set_gauge(out, name, keys)
 
 
 def compile_map(table: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:

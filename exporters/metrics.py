@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from exporters.config import ExporterConfig, MetricConfig
-from exporters.match import ChunkResult, Key
+from exporters.match import ChunkResult, Key, number
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -212,7 +212,7 @@ class Store:
             for name, counts in res.counts.items():
                 bad_values += self._apply_counts(self.metrics[name], counts)
             for name, last in res.last.items():
-                bad_values += self._apply_last(self.metrics[name], last)
+                self._apply_last(self.metrics[name], last, res.gauge_lines.get(name, 0))
         self.lines_read.labels(file).inc(res.lines)
         self.bytes_read.labels(file).inc(res.bytes)
         if res.parse_errors or bad_values:
@@ -229,11 +229,13 @@ class Store:
         for key, n in counts.items():
             value = 0.0
             if has_value:
-                try:
-                    value = float(key[nl]) * scale
-                except ValueError:
+                raw = number(key[nl])
+                # A counter only goes up, and NaN or an infinity would stick in a sum for
+                # good: such a value is a parse error, like one that is not a number.
+                if raw is None or not math.isfinite(raw) or (kind == "counter" and raw < 0):
                     bad += n
                     continue
+                value = raw * scale
             labels, fold = st.slot(st.final(key[:nl]))
             matched += n
             folded += n if fold else 0
@@ -250,19 +252,15 @@ class Store:
         self._count(st, matched, folded)
         return bad
 
-    def _apply_last(self, st: MetricState, last: dict[Key, str]) -> int:
-        bad = folded = 0
+    def _apply_last(self, st: MetricState, last: dict[Key, str], lines: int) -> None:
+        """Gauges: ``last`` holds each label set's last value (numbers only, see
+        ``match.set_gauge``), ``lines`` how many lines set one."""
+        folded = 0
         for key, raw in last.items():
-            try:
-                value = float(raw) * st.cfg.scale
-            except ValueError:
-                bad += 1
-                continue
             labels, fold = st.slot(st.final(key))
             folded += 1 if fold else 0
-            st.series[labels] = value
-        self._count(st, len(last) - bad, folded)
-        return bad
+            st.series[labels] = float(raw) * st.cfg.scale
+        self._count(st, lines, folded)
 
     def _count(self, st: MetricState, matched: int, folded: int) -> None:
         if matched:

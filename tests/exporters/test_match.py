@@ -269,6 +269,20 @@ def test_gauge_keeps_last_value_per_label_set() -> None:
     assert res.last["q"] == {("a",): "3", ("b",): "2"}
 
 
+def test_gauge_takes_the_last_line_with_a_number_whatever_the_batching() -> None:
+    m = MetricConfig(name="g", type="gauge", match=r"v=(?P<v>\S+)", value="v")
+    lines = [b"v=5\n", b"v=x\n", b"v=6\n", b"v=7\n", b"v=abc\n", b"v=1_0\n"]
+    whole = Matcher("regex", [m]).run(b"".join(lines), 65536)
+    acc = ChunkResult()
+    one_by_one = Matcher("regex", [m])
+    for line in lines:
+        one_by_one.run(line, 65536, acc)
+    for res in (whole, one_by_one.finish(acc)):
+        assert res.last["g"] == {(): "7"}  # not thrown away by the bad values after it
+        assert res.gauge_lines["g"] == 3  # lines that set it, not label sets
+        assert res.parse_errors == 3
+
+
 def test_clean_drops_long_and_invalid_lines_only() -> None:
     long_line = b"y" * 5000
     data = b"ok1\n" + long_line + b"\n\xff\xfe bad\nok2 \xc3\xa9\n" + b"x" * 100 + b"\n"

@@ -88,6 +88,25 @@ def test_maps_scale_histograms_and_values(tmp_path: Path, registry: CollectorReg
     assert value(s, "alertmail_exporter_lines_matched_total", metric="req_total") == 7
 
 
+def test_values_that_would_break_a_counter_or_sum_are_parse_errors(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    store = store_for(
+        tmp_path,
+        registry,
+        {"name": "c_total", "type": "counter", "match": "(?P<b>.)", "value": "b"},
+        {"name": "h", "type": "histogram", "match": "(?P<v>.)", "value": "v", "buckets": [1]},
+    )
+    res = ChunkResult(lines=8)
+    res.counts["c_total"] = Counter({("5",): 1, ("-3",): 1, ("NaN",): 1, ("1_0",): 1})
+    res.counts["h"] = Counter({("0.5",): 1, ("nan",): 1, ("inf",): 1, ("-2",): 1})
+    store.apply("f.log", res)
+    s = samples(registry)
+    assert value(s, "c_total") == 5  # only the 5: a counter never goes down nor turns NaN
+    assert value(s, "h_sum") == -1.5 and value(s, "h_count") == 2  # 0.5 and -2
+    assert value(s, "alertmail_exporter_parse_errors_total", file="f.log") == 5
+
+
 def test_overflow_folding(tmp_path: Path, registry: CollectorRegistry) -> None:
     store = store_for(
         tmp_path,
