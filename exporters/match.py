@@ -109,23 +109,41 @@ def clean(buf: bytes, limit: int, begin: int = 0, stop: int | None = None) -> Cl
     data = buf
     invalid = 0
     if not data.isascii():
-        bad = []
-        pos = 0
-        while True:
-            try:
-                data[pos:].decode("utf-8")
-                break
-            except UnicodeDecodeError as e:
-                at = pos + e.start
-                start = data.rfind(b"\n", 0, at) + 1
-                end = data.find(b"\n", at)
-                end = len(data) - 1 if end < 0 else end
-                bad.append((start, end + 1))
-                invalid += 1
-                pos = end + 1
+        bad = _invalid_lines(data)
         if bad:
+            invalid = len(bad)
             data = _cut(data, bad)
     return Cleaned(data, too_long, invalid)
+
+
+def _invalid_lines(data: bytes) -> list[tuple[int, int]]:
+    """(start, end incl. newline) of each line of ``data`` that is not valid UTF-8.
+
+    One ``decode`` finds the first; past it, the rest is checked a window at a time, each
+    window ending at a line end: a log of mostly invalid lines (Latin-1) costs one decode
+    of each window, not one of the whole rest per bad line.
+    """
+    bad: list[tuple[int, int]] = []
+    view = memoryview(data)
+    pos, n = 0, len(data)
+    window = 1 << 16
+    while pos < n:
+        stop = data.find(b"\n", min(pos + window, n - 1))
+        stop = n if stop < 0 else stop + 1
+        try:
+            str(view[pos:stop], "utf-8")
+        except UnicodeDecodeError as e:
+            at = pos + e.start
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = n - 1 if end < 0 else end
+            bad.append((start, end + 1))
+            pos = end + 1
+            window = 256  # lines near a bad one are likely bad too: look closer
+            continue
+        pos = stop
+        window = min(window * 4, 1 << 16)
+    return bad
 
 
 def _cut(

@@ -292,6 +292,29 @@ def test_clean_drops_long_and_invalid_lines_only() -> None:
 
 
 @pytest.mark.parametrize("seed", range(30))
+def test_clean_drops_exactly_the_lines_that_are_not_utf8(seed: int) -> None:
+    rng = random.Random(seed)
+    pieces = [b"ok", b"caf\xc3\xa9", b"caf\xe9", b"\xff", b"\xe2\x82", b"\xe2\x82\xac", b"x" * 60]
+    lines = [
+        b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        for _ in range(rng.randint(1, 3000))  # past the first 64 KiB window, sometimes
+    ]
+    data = b"".join(line + b"\n" for line in lines)
+    good = [line for line in lines if _utf8(line)]
+    cleaned = clean(data, 65536)
+    assert cleaned.data == b"".join(line + b"\n" for line in good)
+    assert cleaned.invalid_utf8 == len(lines) - len(good)
+
+
+def _utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("seed", range(30))
 def test_clean_agrees_with_per_line_lengths(seed: int) -> None:
     rng = random.Random(seed)
     lines = [b"q" * rng.choice([0, 3, 31, 32, 33, 64, 65, 200]) for _ in range(rng.randint(1, 40))]
