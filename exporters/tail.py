@@ -192,10 +192,13 @@ class Tailer:
         if not self.cfg.positions:
             return
         with self.lock:
+            # Rotated-away files too: one still being drained is finished after a restart
+            # (see _drain_lost). "discarding": the offset is inside an over-long line.
             entries = [
                 {"path": f.path, "label": f.label, "dev": f.dev, "ino": f.ino,
-                 "offset": f.consumed, "head_len": f.head_len, "head": f.head}
-                for f in self.files.values() if f.gone_since is None
+                 "offset": f.consumed, "head_len": f.head_len, "head": f.head,
+                 "discarding": f.splitter.discarding, "gone": f.gone_since is not None}
+                for f in self.files.values()
             ]  # fmt: skip
         target = self.cfg.positions
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
@@ -228,9 +231,11 @@ class Tailer:
             self.started = True
 
     def close(self) -> None:
+        """At a graceful stop. With positions saved, a rotated-away file's rest (and its
+        unterminated last line) is read after the restart instead (see save_positions)."""
         with self.lock:
             for key in list(self.files):
-                self._close(key)
+                self._close(key, final=not self.cfg.positions)
 
     def _paths(self, source: SourceConfig) -> list[str]:
         if glob.has_magic(source.path):
@@ -277,6 +282,7 @@ class Tailer:
                 and _head(fd, hl) == entry["head"]
             ):
                 f.offset = int(entry["offset"])
+                f.splitter.discarding = bool(entry.get("discarding"))
         elif not self.started and self.first_start and src.start == "end":
             f.offset = st.st_size
         self.store.add_file(f.label)
@@ -304,9 +310,9 @@ class Tailer:
         self.store.lag.labels(f.label).set(max(size - f.offset, 0))
         return got
 
-    def _close(self, key: tuple[int, int]) -> None:
+    def _close(self, key: tuple[int, int], final: bool = True) -> None:
         f = self.files.pop(key)
-        if f.gone_since is not None:  # rotated away and quiet: its last line is complete
+        if f.gone_since is not None and final:  # rotated away and quiet: last line complete
             flush(f, self.store)
         os.close(f.fd)
         if self.by_path.get(f.path) == key:
@@ -339,11 +345,13 @@ class Tailer:
                         if fnmatch.fnmatch(saved["path"], s.path):
                             m = matcher
                     split = Splitter(self.cfg.max_line_bytes)
+                    split.discarding = bool(saved.get("discarding"))
                     offset = int(saved["offset"])
                     f = Followed(
                         saved["label"], entry.path, fd, st.st_dev, st.st_ino, offset, split, m
                     )
                     read_fd(f, self.store)
                     flush(f, self.store)
-                    self.store.rotations.labels(f.label).inc()
+                    if not saved.get("gone"):  # else its rotation was counted before the stop
+                        self.store.rotations.labels(f.label).inc()
                     log.info("read the rest of rotated %s (was %s)", entry.path, saved["path"])

@@ -163,6 +163,44 @@ def test_restart_resumes_from_positions(tmp_path: Path) -> None:
     assert rig.self_metric("lines_read_total", file=str(log)) == 5
 
 
+def test_restart_inside_an_over_long_line_skips_its_rest(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)  # max_line_bytes: 100
+    log = rig.dir / "app.log"
+    log.write_text("x" * 150)  # over the limit, its newline not written yet
+    rig.poll()
+    rig.tailer.save_positions()
+    rig.tailer.close()
+    with log.open("a") as fh:
+        fh.write(" level=info the end of the long line\n")
+    append(log, 1)
+    rig.restart()
+    rig.poll()
+    assert rig.count() == 1  # not the long line's tail, read as a line of its own
+    assert rig.self_metric("lines_read_total", file=str(log)) == 1
+
+
+def test_rotated_file_unfinished_at_a_stop_is_finished_after_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tail, "READ_SIZE", 100)
+    monkeypatch.setattr(tail, "POLL_BUDGET", 200)  # a backlog larger than one poll reads
+    rig = Rig(tmp_path)
+    log = rig.dir / "app.log"
+    append(log, 20)
+    rig.poll()
+    log.rename(rig.dir / "app.log.1")  # out of the glob
+    append(log, 1, start=100)
+    rig.poll()
+    before = rig.count()
+    assert before < 21  # the rotated file is still being drained
+    rig.tailer.save_positions()
+    rig.tailer.close()
+    rig.restart()
+    for _ in range(10):
+        rig.poll()
+    assert before + rig.count() == 21  # no line lost, none counted twice or cut short
+
+
 def test_file_rotated_while_stopped_is_finished_then_new_one_read(tmp_path: Path) -> None:
     rig = Rig(tmp_path, path=str(tmp_path / "logs" / "app.log"))
     log = rig.dir / "app.log"
