@@ -56,8 +56,14 @@ def user_pattern(regex: str) -> re.Pattern[bytes]:
 
 
 def _accepted(state: Any, item: tuple[Any, Any], flags: int) -> set[int]:
-    sub = sre_parse.SubPattern(state, [item])
-    pat = sre_compile.compile(sub, flags)
+    """The bytes ``item`` matches under ``flags`` (the flags in force where it stands).
+
+    Compiled on a fresh state: the compiler adds its state's flags, and the pattern's
+    global ones (``(?i)``) must not come back inside a scoped ``(?-i:...)``."""
+    scoped = sre_parse.State()
+    scoped.flags = flags
+    sub = sre_parse.SubPattern(scoped, [item])
+    pat = sre_compile.compile(sub, 0)
     return {b for b in range(256) if pat.fullmatch(bytes([b])) is not None}
 
 
@@ -112,6 +118,20 @@ def _single_locale(state: Any, item: tuple[Any, Any], flags: int) -> tuple[Any, 
     return (C.IN, _ranges(accepted))
 
 
+# Before Python 3.14, \B never matches an empty string; between the two newlines of an
+# empty line in a buffer it would.
+_NO_EMPTY_NON_BOUNDARY = re.search(rb"\B", b"") is None
+
+
+def _non_boundary(state: Any) -> list[tuple[Any, Any]]:
+    r"""``\B`` not on an empty line: ``(?!(?<![^\n])\n)\B``."""
+    not_after_text = sre_parse.SubPattern(state, [(C.NOT_LITERAL, NL)])
+    empty_line = sre_parse.SubPattern(
+        state, [(C.ASSERT_NOT, (-1, not_after_text)), (C.LITERAL, NL)]
+    )
+    return [(C.ASSERT_NOT, (1, empty_line)), (C.AT, C.AT_NON_BOUNDARY)]
+
+
 def _rewrite(state: Any, sub: Any, flags: int, groups: dict[int, int | None] | None = None) -> Any:
     """``sub`` narrowed to single lines (see the module doc), built on ``state``.
 
@@ -121,6 +141,8 @@ def _rewrite(state: Any, sub: Any, flags: int, groups: dict[int, int | None] | N
     for op, av in sub.data:
         if op in _SINGLE:
             out.data.append(_single(state, (op, av), flags))
+        elif op is C.AT and av is C.AT_NON_BOUNDARY and _NO_EMPTY_NON_BOUNDARY:
+            out.data.extend(_non_boundary(state))
         elif op is C.AT:
             out.data.append((op, _AT_MAP.get(av, av)))
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):

@@ -52,6 +52,11 @@ PATTERNS = [
     r"(?i)(?P<a>a+)B(?P<b>[a-c]?)",
     r"(?P<a>[ab]+)(?P<b>\b)",
     r"(z)?(?P<a>a)(x)?(?P<b>b)(c)?",
+    # a scoped flag inside a global one; \B, which never matches an empty line (< 3.14)
+    r"(?i)x(?-i:(?P<a>[^a]))b",
+    r"(?i)(?-i:(?P<a>[a-c]))[\x00-\x20]",
+    r"(?P<a>\B)",
+    r"(?P<a>a?)\B",
 ]
 ALPHABET = ["a", "b", "c", "x", "z", " ", "=", '"', "\t", "A", "B", "GET", "200", "\n", "\n", "\n"]
 
