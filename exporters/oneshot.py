@@ -25,6 +25,7 @@ _MATCHERS: list[Matcher] = []  # inherited by forked workers
 
 def run_once(cfg: ExporterConfig, store: Store) -> None:
     _MATCHERS[:] = [Matcher(s.format, cfg.metrics_for(s)) for s in cfg.sources]
+    seen: set[tuple[int, int]] = set()
     for i, source in enumerate(cfg.sources):
         if source.path == "-":
             _stdin(cfg, store, _MATCHERS[i])
@@ -34,6 +35,12 @@ def run_once(cfg: ExporterConfig, store: Store) -> None:
             if not os.path.isfile(path):
                 log.warning("source %s: no such file", path)
                 continue
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen:
+                # As when tailing: the first source that names a file reads it.
+                log.warning("%s matches more than one source; only the first reads it", path)
+                continue
+            seen.add((st.st_dev, st.st_ino))
             store.add_file(path)
             size = os.path.getsize(path)
             want = cfg.one_shot_workers or os.cpu_count() or 1
@@ -100,7 +107,8 @@ def scan_range(index: int, path: str, start: int, end: int, limit: int) -> Chunk
                 pos += len(data)
         splitter = Splitter(limit)
         nbytes = 0
-        while pos < end:
+        # The last line may end past ``end``: read on until its newline (or EOF).
+        while pos < end or (nbytes and (splitter.carry or splitter.discarding)):
             data = os.pread(fd, READ_SIZE, pos)
             if not data:
                 break
