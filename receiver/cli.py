@@ -198,14 +198,29 @@ def _outbox(config: Config, args: argparse.Namespace) -> int:
                 print("alertmail outbox retry: give an ID or --dead", file=sys.stderr)
                 return EXIT_CONFIG
             print(f"re-queued {n} message(s); a running receiver sends them within a second")
+            if not n and args.id is not None:
+                _why_unchanged(store.get_outbox(args.id), args.id)
             return 0 if n or args.dead else 1
         if action == "drop":
             n = store.drop(args.id, now)
             print(f"dropped {n} message(s)")
+            if not n:
+                _why_unchanged(store.get_outbox(args.id), args.id)
             return 0 if n else 1
         raise AssertionError(action)
     finally:
         store.close()
+
+
+def _why_unchanged(row: object | None, outbox_id: int) -> None:
+    from receiver.store import OutboxRow
+
+    if row is None:
+        print(f"no message {outbox_id} in the outbox", file=sys.stderr)
+    elif isinstance(row, OutboxRow) and row.state == "sending":
+        print(f"message {outbox_id} is being sent right now; try again after", file=sys.stderr)
+    elif isinstance(row, OutboxRow):
+        print(f"message {outbox_id} is {row.state}: nothing to do", file=sys.stderr)
 
 
 def _fmt_time(ts: float | None, config: Config) -> str:
@@ -256,6 +271,12 @@ def _print_rows(rows: Sequence[object], config: Config) -> None:
         print(f"{'':>8}subject: {r.subject or '-'}")
         if r.state == "sent":
             print(f"{'':>8}sent {_fmt_time(r.finished_at, config)} via {r.server}: {r.reply}")
+            results = json.loads(r.recipients_result) if r.recipients_result else {}
+            for addr, reply in sorted(results.items()):
+                if not str(reply).startswith("2"):
+                    print(f"{'':>8}not to {addr}: {reply}")
+        elif r.state == "queued" and r.next_attempt_at > time.time():
+            print(f"{'':>8}held until {_fmt_time(r.next_attempt_at, config)}")
         elif r.state == "retrying":
             print(
                 f"{'':>8}next attempt {_fmt_time(r.next_attempt_at, config)}; "

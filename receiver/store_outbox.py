@@ -283,8 +283,10 @@ class OutboxQueries(StoreMixin):
 
     def drop(self, outbox_id: int, now: float) -> int:
         with self._tx() as db:
+            # A dead message keeps why it died.
             return db.execute(
-                "UPDATE outbox SET state='dead', finished_at=?, reason='dropped by operator' "
-                "WHERE id=? AND state IN ('queued','retrying','dead')",
+                "UPDATE outbox SET state='dead', finished_at=?, reason=CASE WHEN state='dead' "
+                "AND reason IS NOT NULL THEN reason || '; dropped by operator' ELSE "
+                "'dropped by operator' END WHERE id=? AND state IN ('queued','retrying','dead')",
                 (now, outbox_id),
             ).rowcount

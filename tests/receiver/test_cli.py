@@ -222,7 +222,31 @@ def test_outbox_retry_and_drop(tmp_path: Path) -> None:
     assert alertmail("outbox", "retry", "--dead", "--config", str(cfg)).returncode == 0
     assert '"state": "queued"' in alertmail("outbox", "list", "--json", "--config", str(cfg)).stdout
     assert alertmail("outbox", "drop", str(a), "--config", str(cfg)).returncode == 0
-    assert alertmail("outbox", "drop", "999", "--config", str(cfg)).returncode == 1
+    missing = alertmail("outbox", "drop", "999", "--config", str(cfg))
+    assert missing.returncode == 1 and "no message 999" in missing.stderr
+
+
+def test_outbox_drop_keeps_why_and_says_why_not(tmp_path: Path) -> None:
+    from receiver.store import NewMessage, Store
+
+    cfg = write_config(tmp_path, 25)
+    store = Store(tmp_path / "alertmail.db")
+    msgs = [NewMessage("email", f'["{u}@example.com"]', "alert", 0, b"m", 1.0) for u in "abc"]
+    dead, sending, sent = store.enqueue(msgs, 1)
+    rows = {r.id: r for r in store.claim_due("email", 2, 3)}
+    store.finish_attempt(dead, 3, "dead", [], reason="permanent failure: 550")
+    results = '{"c@example.com": "250 accepted", "d@example.com": "550 5.1.1 unknown"}'
+    store.finish_attempt(sent, 3, "sent", [], server="mx", recipients_result=results)
+    assert rows[sending].state == "sending"
+    store.close()
+    assert alertmail("outbox", "drop", str(dead), "--config", str(cfg)).returncode == 0
+    busy = alertmail("outbox", "drop", str(sending), "--config", str(cfg))
+    assert busy.returncode == 1 and "being sent right now" in busy.stderr
+    done = alertmail("outbox", "drop", str(sent), "--config", str(cfg))
+    assert done.returncode == 1 and "is sent: nothing to do" in done.stderr
+    out = alertmail("outbox", "list", "--config", str(cfg)).stdout
+    assert "permanent failure: 550; dropped by operator" in out
+    assert "not to d@example.com: 550 5.1.1 unknown" in out
 
 
 def test_outbox_list_shows_folded_and_digest_waiting(tmp_path: Path) -> None:
