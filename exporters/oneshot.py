@@ -16,7 +16,7 @@ import sys
 from exporters.config import ExporterConfig
 from exporters.match import ChunkResult, Matcher
 from exporters.metrics import Store
-from exporters.tail import READ_SIZE, Followed, Splitter, flush, read_fd
+from exporters.tail import READ_SIZE, Followed, Splitter, flush, read_fd, read_stream
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN = 32 << 20  # below this, forking costs more than it saves
@@ -28,7 +28,7 @@ def run_once(cfg: ExporterConfig, store: Store) -> None:
     seen: set[tuple[int, int]] = set()
     for i, source in enumerate(cfg.sources):
         if source.path == "-":
-            _stdin(cfg, store, _MATCHERS[i])
+            read_stream(sys.stdin.fileno(), cfg.max_line_bytes, store, _MATCHERS[i])
             continue
         paths = sorted(glob.glob(source.path)) if glob.has_magic(source.path) else [source.path]
         for path in paths:
@@ -59,22 +59,6 @@ def _sequential(path: str, matcher: Matcher, store: Store, limit: int) -> None:
         flush(f, store)
     finally:
         os.close(fd)
-
-
-def _stdin(cfg: ExporterConfig, store: Store, matcher: Matcher) -> None:
-    store.add_file("-")
-    splitter = Splitter(cfg.max_line_bytes)
-    fd = sys.stdin.fileno()
-    while data := os.read(fd, READ_SIZE):
-        whole, dropped = splitter.feed(data)
-        res = matcher.run(whole, cfg.max_line_bytes) if whole else ChunkResult()
-        res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
-        store.apply("-", res)
-    rest = b"" if splitter.discarding else splitter.flush()
-    if rest:
-        res = matcher.run(rest, cfg.max_line_bytes)
-        res.bytes = 0
-        store.apply("-", res)
 
 
 def _parallel(index: int, path: str, size: int, workers: int, limit: int) -> ChunkResult:

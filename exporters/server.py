@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -14,9 +13,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from exporters.config import ExporterConfig
-from exporters.match import ChunkResult, Matcher
 from exporters.metrics import Store
-from exporters.tail import READ_SIZE, Splitter, Tailer
+from exporters.tail import Tailer, read_stream
 
 log = logging.getLogger(__name__)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
@@ -69,30 +67,14 @@ async def _tail_loop(app: web.Application, cfg: ExporterConfig) -> None:
         app[HEALTH].update(ok=False, error=str(e))
 
 
-def _stdin_reader(
-    cfg: ExporterConfig, store: Store, matcher: Matcher, stop: threading.Event
-) -> None:
-    store.add_file("-")
-    splitter = Splitter(cfg.max_line_bytes)
-    fd = sys.stdin.fileno()
-    while not stop.is_set():
-        data = os.read(fd, READ_SIZE)
-        if not data:
-            break
-        whole, dropped = splitter.feed(data)
-        res = matcher.run(whole, cfg.max_line_bytes) if whole else ChunkResult()
-        res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
-        store.apply("-", res)
-
-
 async def _tail_ctx(app: web.Application) -> AsyncIterator[None]:
     tailer = app[TAILER]
     cfg = tailer.cfg
     stop = threading.Event()
     for source, matcher in zip(cfg.sources, tailer.matchers, strict=True):
         if source.path == "-":
-            args = (cfg, app[STORE], matcher, stop)
-            threading.Thread(target=_stdin_reader, args=args, daemon=True).start()
+            args = (sys.stdin.fileno(), cfg.max_line_bytes, app[STORE], matcher, stop)
+            threading.Thread(target=read_stream, args=args, daemon=True).start()
     task = asyncio.create_task(_tail_loop(app, cfg))
     yield
     stop.set()

@@ -152,6 +152,28 @@ def read_fd(f: Followed, store: Store, budget: int | None = None) -> int:
     return total
 
 
+def read_stream(
+    fd: int, limit: int, store: Store, matcher: Matcher, stop: threading.Event | None = None
+) -> None:
+    """Read a stream (stdin, file label "-") until its end, or until ``stop`` is set; at
+    its end an unterminated last line counts."""
+    store.add_file("-")
+    splitter = Splitter(limit)
+    while stop is None or not stop.is_set():
+        data = os.read(fd, READ_SIZE)
+        if not data:
+            rest = b"" if splitter.discarding else splitter.flush()
+            if rest:
+                res = matcher.run(rest, limit)
+                res.bytes = 0
+                store.apply("-", res)
+            return
+        whole, dropped = splitter.feed(data)
+        res = matcher.run(whole, limit) if whole else ChunkResult()
+        res.bytes, res.lines, res.too_long = len(data), res.lines + dropped, res.too_long + dropped
+        store.apply("-", res)
+
+
 def flush(f: Followed, store: Store) -> None:
     """Process an unterminated last line (end of a one-shot read, a rotated-away file)."""
     if f.splitter.discarding:

@@ -144,3 +144,23 @@ def test_one_shot_restores_the_garbage_collector(tmp_path: Path) -> None:
     assert gc.isenabled()
     assert run(str(cfg), one_shot=True) == 0
     assert gc.isenabled()
+
+
+def test_one_shot_reads_stdin(tmp_path: Path) -> None:
+    import subprocess
+
+    cfg = tmp_path / "stdin.yml"
+    metric = {"name": "lines_total", "type": "counter", "match": r"level=(?P<l>\w+)"}
+    cfg.write_text(
+        yaml.safe_dump({"sources": [{"path": "-"}], "metrics": [metric | {"labels": ["l"]}]})
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "exporters", "--one-shot", "--config", str(cfg)],
+        input=b"level=info\nlevel=warn\nlevel=info",  # the last line unterminated
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    got = samples(out.stdout.decode())
+    assert value(got, "lines_total", l="info") == 2 and value(got, "lines_total", l="warn") == 1
+    assert value(got, "alertmail_exporter_lines_read_total", file="-") == 3

@@ -297,3 +297,34 @@ def test_random_rotations_match_an_independent_count(tmp_path: Path, seed: int) 
     rig.poll()
     assert (rig.count("info"), rig.count("warn")) == (written["info"], written["warn"])
     assert os.path.exists(tmp_path / "pos.json") is False  # only saved on request
+
+
+def test_stdin_is_read_to_its_end_with_its_last_line(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, path="-")
+    (matcher,) = rig.tailer.matchers
+    r, w = os.pipe()
+    os.write(w, b"level=info a\nlevel=warn b\n" + b"x" * 150 + b"\nlevel=info c")
+    os.close(w)
+    try:
+        tail.read_stream(r, rig.cfg.max_line_bytes, rig.tailer.store, matcher)
+    finally:
+        os.close(r)
+    assert (rig.count("info"), rig.count("warn")) == (2, 1)  # the unterminated one too
+    assert rig.self_metric("lines_read_total", file="-") == 4
+    assert rig.self_metric("lines_skipped_total", file="-", reason="too_long") == 1
+
+
+def test_stdin_reader_stops_when_told(tmp_path: Path) -> None:
+    import threading
+
+    rig = Rig(tmp_path, path="-")
+    (matcher,) = rig.tailer.matchers
+    stop = threading.Event()
+    stop.set()
+    r, w = os.pipe()
+    try:  # nothing written and the pipe open: returns at once, not blocked in read
+        tail.read_stream(r, 100, rig.tailer.store, matcher, stop)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert rig.count() == 0
