@@ -227,7 +227,9 @@ class OutboxWorker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pending: set[asyncio.Task[None]] = set()
-        # A claim under way when stop began may still start deliveries: wait for those too.
+        # Deliveries started after stop began (by a claim already under way) are waited
+        # for too; a claim still under way when this returns leaves its rows 'sending',
+        # and the next start sends them (they were never started).
         while self._inflight and loop.time() < deadline:
             _, pending = await asyncio.wait(
                 set(self._inflight), timeout=max(0.0, deadline - loop.time())
@@ -291,7 +293,6 @@ class EmailWorker(OutboxWorker):
                 self.clock() + delay,
                 f"deferred at RCPT by {result.server}: {error}",
             )
-            self.metrics.deliveries.labels(self.channel, "retry").inc()
         await self._sent(
             row,
             _records(result.attempts),
@@ -300,6 +301,8 @@ class EmailWorker(OutboxWorker):
             recipients_result=json.dumps(results),
             retry_for=retry,
         )
+        if retry is not None:
+            self.metrics.deliveries.labels(self.channel, "retry").inc()
         if result.rejected:
             log.warning(
                 "message %d: %d recipient(s) refused or deferred: %s",

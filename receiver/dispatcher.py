@@ -268,7 +268,16 @@ class Dispatcher:
     async def _render_all(self, jobs: Sequence[_EmailJob], now: float) -> None:
         if not jobs:
             return
-        graphs = await asyncio.gather(*(self._graphs(job.n, now) for job in jobs))
+        # One notification's jobs (recipients split by split_by_root) share its graphs.
+        unique = list({id(job.n): job.n for job in jobs}.values())
+        drawn = dict(
+            zip(
+                (id(n) for n in unique),
+                await asyncio.gather(*(self._graphs(n, now) for n in unique)),
+                strict=True,
+            )
+        )
+        graphs = [drawn[id(job.n)] for job in jobs]
         smtp = self.runtime.config.smtp
         pool = self.runtime.render_pool
         assert smtp is not None and pool is not None

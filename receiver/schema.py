@@ -241,6 +241,9 @@ MIGRATIONS: tuple[str, ...] = (
     -- A newer email of a thread takes its recipients from the thread's older undelivered
     -- ones, and a thread's messages are sent one at a time: both look messages up by thread.
     CREATE INDEX outbox_thread ON outbox(thread_id, channel, state) WHERE thread_id IS NOT NULL;
+    -- A copy of a message re-sent to recipients deferred at RCPT: the row it copies, whose
+    -- place in the thread it keeps (what is newer than it is decided by that place).
+    ALTER TABLE outbox ADD COLUMN origin_id INTEGER;
     """,
 )
 

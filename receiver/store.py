@@ -17,7 +17,7 @@ from receiver.errors import SchemaTooNewError, StoreError
 from receiver.schema import MIGRATIONS, SCHEMA_VERSION
 from receiver.store_batches import BatchQueries
 from receiver.store_ingest import IngestQueries, history_rows, rows_per_statement, write_rows
-from receiver.store_outbox import OutboxQueries, reached_by, sent_root
+from receiver.store_outbox import OutboxQueries, root_reach
 from receiver.store_reports import ReportQueries
 from receiver.store_supersede import REASON as SUPERSEDED
 from receiver.store_supersede import by_recipient, supersede_older
@@ -155,9 +155,8 @@ class Store(IngestQueries, OutboxQueries, BatchQueries, ReportQueries):
             (route, group_key),
         ).fetchone()
         if row is not None and now - row[3] < max_age:
-            sent = sent_root(db, row[5]) if row[5] is not None else None
-            reached = reached_by(*sent) if sent is not None else None
-            return Thread(row[0], row[1], row[2], row[3], row[4], row[5], sent is not None, reached)
+            sent, reached = root_reach(db, row[5]) if row[5] is not None else (False, None)
+            return Thread(row[0], row[1], row[2], row[3], row[4], row[5], sent, reached)
         if row is not None:
             db.execute("UPDATE threads SET closed_at=? WHERE id=?", (now, row[0]))
         cur = db.execute(

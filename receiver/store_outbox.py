@@ -13,17 +13,27 @@ from typing import Any
 from receiver.errors import StoreError
 from receiver.store_mixin import StoreMixin
 from receiver.store_supersede import REASON as SUPERSEDED
-from receiver.store_supersede import email_key, superseded_by_newer
+from receiver.store_supersede import email_key, newer_recipients, superseded_by_newer
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
-def sent_root(db: sqlite3.Connection, message_id: str) -> tuple[str, str | None] | None:
-    """(target, recipients_result) of the message ``message_id`` if it has been sent."""
-    row = db.execute(
-        "SELECT target, recipients_result FROM outbox WHERE message_id=? AND state='sent' LIMIT 1",
+def root_reach(db: sqlite3.Connection, message_id: str) -> tuple[bool, frozenset[str] | None]:
+    """Whether the email ``message_id`` has been sent, and whom it reached: the recipients
+    of every sent copy (one re-sent to recipients deferred at RCPT is a row of its own)
+    less those refused. None for whom when a copy's target cannot be read."""
+    rows = db.execute(
+        "SELECT target, recipients_result FROM outbox WHERE message_id=? AND state='sent'",
         (message_id,),
-    ).fetchone()
-    return (row[0], row[1]) if row is not None else None
+    ).fetchall()
+    if not rows:
+        return False, None
+    reached: set[str] = set()
+    for target, results in rows:
+        got = reached_by(target, results)
+        if got is None:
+            return True, None
+        reached |= got
+    return True, frozenset(reached)
 
 
 def reached_by(target: str, results: str | None) -> frozenset[str] | None:
@@ -48,8 +58,7 @@ def reached_by(target: str, results: str | None) -> frozenset[str] | None:
     return frozenset(str(r) for r in recipients) - refused
 
 
-def _reaches_all(root: tuple[str, str | None], target: str) -> bool:
-    reached = reached_by(*root)
+def _reaches_all(reached: frozenset[str] | None, target: str) -> bool:
     try:
         recipients = json.loads(target)
     except ValueError:
@@ -69,10 +78,10 @@ def _settle_root(
     reply if that message has been sent by now to all of this one's recipients; else as a
     first message (and, if the old one was not sent, later messages reply to this one).
     Decided once, so a retry sends the same bytes."""
-    root = sent_root(db, old_root)
-    if root is not None and _reaches_all(root, target):
+    sent, reached = root_reach(db, old_root)
+    if sent and _reaches_all(reached, target):
         db.execute("UPDATE outbox SET payload=reply_payload WHERE id=?", (outbox_id,))
-    elif root is None and thread_id is not None:
+    elif not sent and thread_id is not None:
         db.execute(
             "UPDATE threads SET root_message_id=? WHERE id=? AND NOT EXISTS (SELECT 1 FROM "
             "outbox WHERE message_id=threads.root_message_id AND state='sent')",
@@ -86,19 +95,38 @@ def _queue_retry_for(
 ) -> None:
     """The message ``outbox_id`` again, for ``recipients`` only (deferred with 4xx at RCPT
     while the others took it): same bytes and Message-ID, retrying from ``at``, its
-    give-up clock running from the original's creation."""
-    row = db.execute("SELECT thread_id, supersede_key FROM outbox WHERE id=?", (outbox_id,))
-    thread_id, key = row.fetchone()
+    give-up clock running from the original's creation. It keeps the original's place in
+    its thread (``origin_id``): recipients a newer message of the thread already goes to
+    get that one instead."""
+    thread_id, key, origin = db.execute(
+        "SELECT thread_id, supersede_key, COALESCE(origin_id, id) FROM outbox WHERE id=?",
+        (outbox_id,),
+    ).fetchone()
     if thread_id is not None:
+        covered = newer_recipients(db, int(thread_id), int(origin))
+        recipients = [r for r in recipients if r not in covered]
+        if not recipients:
+            return
         key = email_key(int(thread_id), recipients)
     db.execute(
         "INSERT INTO outbox (channel, target, kind, priority, state, supersede_key, "
         "thread_id, notification_id, message_id, subject, payload, created_at, received_at, "
-        "next_attempt_at, attempts, last_error) SELECT channel, ?, kind, priority, "
-        "'retrying', ?, thread_id, notification_id, message_id, subject, payload, "
-        "created_at, received_at, ?, 1, ? FROM outbox WHERE id=?",
-        (json.dumps(recipients), key, at, error, outbox_id),
+        "next_attempt_at, attempts, last_error, origin_id) SELECT channel, ?, kind, "
+        "priority, 'retrying', ?, thread_id, notification_id, message_id, subject, payload, "
+        "created_at, received_at, ?, 1, ?, ? FROM outbox WHERE id=?",
+        (json.dumps(recipients), key, at, error, origin, outbox_id),
     )
+
+
+def _first_of_each_thread(due: list[Any]) -> list[Any]:
+    """Of the due rows (id, _, thread_id, ..., place in the thread), the earliest of each
+    thread only: the claim's own rows are not 'sending' yet, so the query cannot keep a
+    thread's next message out of the batch that takes the one before it."""
+    first: dict[int, int] = {}
+    for row in due:
+        if row[2] is not None and (row[2] not in first or row[6] < first[row[2]]):
+            first[row[2]] = row[6]
+    return [row for row in due if row[2] is None or first[row[2]] == row[6]]
 
 
 class OutboxQueries(StoreMixin):
@@ -118,19 +146,21 @@ class OutboxQueries(StoreMixin):
             # messages go in order, whoever they are addressed to.
             due = db.execute(
                 "SELECT id, replaces_root, thread_id, message_id, target, "
-                "reply_payload IS NOT NULL "
+                "reply_payload IS NOT NULL, COALESCE(origin_id, id) "
                 "FROM outbox o WHERE channel=? AND state IN "
                 "('queued','retrying') AND next_attempt_at<=? AND NOT EXISTS (SELECT 1 "
                 "FROM outbox s WHERE s.supersede_key=o.supersede_key AND s.state='sending') "
-                "AND NOT EXISTS (SELECT 1 FROM outbox t WHERE t.thread_id=o.thread_id "
-                "AND t.channel=o.channel AND t.state='sending') "
+                "AND (o.channel!='email' OR NOT EXISTS (SELECT 1 FROM outbox t WHERE "
+                "t.thread_id=o.thread_id AND t.channel='email' AND t.state='sending')) "
                 "AND NOT EXISTS (SELECT 1 FROM outbox r WHERE r.message_id=o.replaces_root "
                 "AND r.state='sending') ORDER BY priority, id LIMIT ?",
                 (channel, now, limit),
             ).fetchall()
+            if channel == "email":
+                due = _first_of_each_thread(due)
             if not due:
                 return []
-            for outbox_id, old_root, thread_id, message_id, target, unsettled in due:
+            for outbox_id, old_root, thread_id, message_id, target, unsettled, _ in due:
                 if old_root is not None and unsettled:
                     _settle_root(db, outbox_id, old_root, thread_id, message_id, target)
             ids = [r[0] for r in due]

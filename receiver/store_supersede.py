@@ -33,19 +33,17 @@ def by_recipient(channel: str, thread_id: int | None) -> bool:
     return channel == "email" and thread_id is not None
 
 
-def supersede_older(
-    db: sqlite3.Connection, thread_id: int, target: str, now: float, before: int | None = None
-) -> int:
-    """Older undelivered emails of the thread lose the recipients of ``target``: superseded
-    when none is left, else narrowed. Only rows with an id below ``before`` when given.
-    Returns how many were superseded."""
+def supersede_older(db: sqlite3.Connection, thread_id: int, target: str, now: float) -> int:
+    """A new email of the thread is queued: its older undelivered ones lose the recipients
+    of ``target`` (superseded when none is left, else narrowed). Returns how many were
+    superseded."""
     newer = set(_recipients(target) or ())
     if not newer:
         return 0
     rows = db.execute(
         "SELECT id, target FROM outbox WHERE thread_id=? AND channel='email' "
-        "AND state IN ('queued','retrying') AND id<?",
-        (thread_id, before if before is not None else 1 << 62),
+        "AND state IN ('queued','retrying')",
+        (thread_id,),
     ).fetchall()
     superseded = 0
     for outbox_id, old_target in rows:
@@ -64,16 +62,31 @@ def supersede_older(
     return superseded
 
 
+def newer_recipients(db: sqlite3.Connection, thread_id: int, place: int) -> set[str]:
+    """Recipients of the thread's emails (queued, in flight or sent) newer than ``place``:
+    a row's place is its id, or for a copy re-sent to deferred recipients its original's."""
+    covered: set[str] = set()
+    for (target,) in db.execute(
+        "SELECT target FROM outbox WHERE thread_id=? AND channel='email' "
+        "AND COALESCE(origin_id, id)>? AND state IN ('queued','retrying','sending','sent')",
+        (thread_id, place),
+    ):
+        covered.update(_recipients(target) or ())
+    return covered
+
+
 def superseded_by_newer(db: sqlite3.Connection, outbox_id: int) -> bool:
     """For a message going back to the queue: whether newer messages of its thread (queued,
     in flight or sent) go to all its recipients. If they cover only some, it is narrowed
     to the others."""
     row = db.execute(
-        "SELECT channel, thread_id, target, supersede_key FROM outbox WHERE id=?", (outbox_id,)
+        "SELECT channel, thread_id, target, supersede_key, COALESCE(origin_id, id) "
+        "FROM outbox WHERE id=?",
+        (outbox_id,),
     ).fetchone()
     if row is None:
         return False
-    channel, thread_id, target, key = row
+    channel, thread_id, target, key, place = row
     if not by_recipient(channel, thread_id):
         newer = db.execute(
             "SELECT 1 FROM outbox WHERE supersede_key=? AND id>? AND state IN "
@@ -84,13 +97,7 @@ def superseded_by_newer(db: sqlite3.Connection, outbox_id: int) -> bool:
     old = _recipients(target)
     if old is None:
         return False
-    covered: set[str] = set()
-    for (newer_target,) in db.execute(
-        "SELECT target FROM outbox WHERE thread_id=? AND channel='email' AND id>? "
-        "AND state IN ('queued','retrying','sending','sent')",
-        (thread_id, outbox_id),
-    ):
-        covered.update(_recipients(newer_target) or ())
+    covered = newer_recipients(db, thread_id, place)
     rest = [r for r in old if r not in covered]
     if not rest:
         return True

@@ -35,7 +35,11 @@ _SIZE_UNITS = {
 def parse_duration(value: object) -> float:
     """Prometheus-style duration to seconds. Raises ValueError with what is wrong."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int past a float's range
+            finite = False
+        if not finite:
             raise ValueError(f"a duration must be a finite number, got {value!r}")
         if value < 0:
             raise ValueError("a duration cannot be negative")

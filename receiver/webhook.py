@@ -130,10 +130,13 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     length = request.content_length
     if length is not None and length > request.app[RUNTIME].config.max_body:
         return _too_large(request, _label(request))
+    # The rest as aiohttp's own handler does it.
     expect = request.headers.get("Expect", "")
-    if request.version < HttpVersion11 or expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if request.version == HttpVersion11:
+        if expect.lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
     return None
 
 

@@ -345,6 +345,27 @@ def test_thread_knows_who_its_first_message_reached(tmp_path: Path) -> None:
     assert sent.root_delivered and sent.root_recipients == {"a@example.com"}
 
 
+def test_a_root_resent_to_deferred_recipients_has_reached_them_too(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    thread = _open(s)
+    both = '["a@example.com", "b@example.com"]'
+    root = replace(_thread_message(thread.id, "<root>", b"root"), target=both)
+    plan = DispatchPlan(1, messages=[root])
+    plan.thread_roots.append((thread.id, "s", "<root>"))
+    s.commit_dispatch_many([plan], now=10)
+    (row,) = s.claim_due("email", now=11, limit=1)
+    results = json.dumps({"a@example.com": "250 accepted", "b@example.com": "450 busy"})
+    retry = (["b@example.com"], 12.0, "450 busy")
+    s.finish_attempt(row.id, 11, "sent", [], recipients_result=results, retry_for=retry)
+    assert _open(s).root_recipients == {"a@example.com"}
+    (copy,) = s.claim_due("email", now=12, limit=1)
+    s.finish_attempt(copy.id, 13, "sent", [], recipients_result='{"b@example.com": "250 ok"}')
+    assert _open(s).root_recipients == {"a@example.com", "b@example.com"}
+
+
+B_ADDR = "b@example.com"
+
+
 def test_reply_planned_while_the_root_was_in_flight_checks_whom_it_reached(
     tmp_path: Path,
 ) -> None:
@@ -359,7 +380,11 @@ def test_reply_planned_while_the_root_was_in_flight_checks_whom_it_reached(
     s.commit_dispatch_many([DispatchPlan(2, messages=later)], now=12)
     s.finish_attempt(root_row.id, 13, "sent", [], server="mx")
     # b never got the first message: its copy goes out without In-Reply-To; a's replies.
-    assert _claim_payloads(s, now=14) == {"<new>": b"as root", "<a>": b"reply to a"}
+    # (<a> took a from <new>, and a thread's messages are claimed one at a time.)
+    (new,) = s.claim_due("email", now=14, limit=10)
+    assert (new.message_id, new.payload, new.recipients) == ("<new>", b"as root", [B_ADDR])
+    s.finish_attempt(new.id, 15, "sent", [], server="mx")
+    assert _claim_payloads(s, now=16) == {"<a>": b"reply to a"}
     assert _open(s).root_message_id == "<root>"  # the sent first message stays the root
 
 

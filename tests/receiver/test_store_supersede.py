@@ -123,9 +123,49 @@ def test_slack_messages_supersede_by_their_key(tmp_path: Path) -> None:
         )
 
     _queue(s, slack("<ops-1>", "ops"), slack("<dev-1>", "dev"))
+    # Slack targets of one thread do not wait for each other.
+    claimed = s.claim_due("slack", now=10, limit=10)
+    assert len(claimed) == 2
+    s.release([r.id for r in claimed])  # back to the queue for the superseding below
     assert _queue(s, slack("<ops-2>", "ops")) == 1
     assert {r.message_id: r.state for r in s.list_outbox()} == {
         "<ops-1>": "superseded",
         "<dev-1>": "queued",
         "<ops-2>": "queued",
     }
+
+
+def test_a_deferred_recipient_a_newer_message_goes_to_gets_that_one(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    t = _thread(s)
+    _queue(s, _email(t, [A, B], "<old>"))
+    (old,) = s.claim_due("email", now=11, limit=10)
+    _queue(s, _email(t, [A, B], "<new>"), now=12)  # <old> is being sent: left alone
+    retry = ([B], 20.0, "450 busy")
+    s.finish_attempt(old.id, 13, "sent", [], server="mx", retry_for=retry)
+    # b was deferred, but <new> goes to b: no stale copy of <old> for b after it.
+    assert _rows(s) == {"<old>": ("sent", [A, B]), "<new>": ("queued", [A, B])}
+
+
+def test_a_deferred_copy_keeps_its_original_place_in_the_thread(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    t = _thread(s)
+    _queue(s, _email(t, [A, B], "<old>"))
+    (old,) = s.claim_due("email", now=11, limit=10)
+    _queue(s, _email(t, [A], "<new>"), now=12)
+    s.finish_attempt(old.id, 13, "sent", [], server="mx", retry_for=([B], 20.0, "450 busy"))
+    copy = next(r for r in s.list_outbox() if r.state == "retrying")
+    assert (copy.message_id, copy.recipients) == ("<old>", [B])
+    (new,) = s.claim_due("email", now=14, limit=10)
+    assert new.message_id == "<new>"
+    # <new> fails: the copy of <old> for b is older than it, so <new> keeps a.
+    assert s.finish_attempt(new.id, 15, "retrying", [], error="421") == "retrying"
+    assert _rows(s)["<new>"] == ("retrying", [A])
+
+
+def test_one_claim_takes_one_message_of_a_thread(tmp_path: Path) -> None:
+    s = Store(tmp_path / "a.db")
+    t = _thread(s)
+    _queue(s, _email(t, [A], "<first>"), _email(t, [B], "<second>"))
+    assert [r.message_id for r in s.claim_due("email", now=11, limit=10)] == ["<first>"]
+    assert s.claim_due("email", now=12, limit=10) == []  # <first> is being sent
