@@ -15,6 +15,7 @@ import yaml
 from exporters import schema
 from exporters.linere import batch_pattern, user_pattern
 from receiver.errors import ConfigError
+from receiver.yaml_load import load_yaml
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -23,8 +24,6 @@ _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\Z")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _SIZE_UNITS.update({"KB": 1000, "MB": 1000**2, "GB": 1000**3})
 Format = Literal["regex", "json"]
-# libyaml's parser where PyYAML has it: faster than the pure-Python one
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_duration(value: str | float) -> float:
@@ -160,13 +159,16 @@ def load_config(path: str) -> ExporterConfig:
             text = f.read()
     except OSError as e:
         raise ConfigError(path, "", f"cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "", f"not UTF-8 text: byte {e.start}") from e
     try:
-        raw = yaml.load(text, Loader=_FAST_LOADER)  # a safe loader
-    except yaml.YAMLError:
+        raw = load_yaml(text)
+    except yaml.YAMLError as e:
         try:  # the pure-Python parser's message quotes the offending line
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(path, "", f"not valid YAML: {e}") from e
+            yaml.safe_load(text)
+        except yaml.YAMLError as plain:
+            raise ConfigError(path, "", f"not valid YAML: {plain}") from plain
+        raise ConfigError(path, "", f"not valid YAML: {e}") from e  # e.g. a key twice
     return parse_config(raw, path)
 
 

@@ -30,6 +30,7 @@ from receiver.cron import CronError, parse_cron
 from receiver.errors import ConfigError
 from receiver.matchers import Matcher, parse_matcher
 from receiver.units import parse_duration, parse_size
+from receiver.yaml_load import load_yaml
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -317,9 +318,11 @@ class Config(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        _, sep, port = v.rpartition(":")
+        host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected host:port, got {v!r}")
+        if ":" in host and not (host.startswith("[") and host.endswith("]")):
+            raise ValueError(f"an IPv6 address goes in brackets, e.g. [::1]:9095; got {v!r}")
         return v
 
     @field_validator("timezone")
@@ -435,7 +438,7 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(file, "", f"not UTF-8 text: byte {exc.start}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -130,3 +130,13 @@ def test_durations_and_sizes() -> None:
     cfg = parse_config(raw)
     assert (cfg.poll_interval, cfg.max_line_bytes) == (0.1, 1 << 20)
     assert error(base() | {"max_line_bytes": "lots"}).key_path == "max_line_bytes"
+
+
+def test_a_key_given_twice_or_a_file_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "twice.yml"
+    p.write_text("sources: [{path: a.log}]\nmetrics: []\nmetrics: []\n")
+    with pytest.raises(ConfigError, match="found the key 'metrics' twice"):
+        load_config(str(p))
+    p.write_bytes(b"sources: [{path: caf\xe9.log}]\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(str(p))

@@ -100,6 +100,7 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
         ("smtp: {from: a@b, servers: []}\n", "smtp.servers", "at least 1"),
         ("routes: [{slack: [nope]}]\n", "", "no slack.webhooks entry named 'nope'"),
         ("timezone: America\n", "timezone", "unknown time zone"),  # a folder of zones
+        ('listen: "::1"\n', "listen", "in brackets"),
         ("routes: [{mode: digest, every: 0s}]\n", "routes[0].every", "greater than 0"),
         ("dedup_window: .inf\n", "dedup_window", "finite"),
         ("a: &a [*a]\n", "", "refers to itself"),
@@ -131,6 +132,16 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     p.write_text("listen: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML: line 2"):
         load_config(p)
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    p = write(tmp_path, "routes: [{email: [a@b.c]}]\ndedup_window: 2m\nroutes: []\n")
+    with pytest.raises(ConfigError, match="line 3, column 1: found the key 'routes' twice"):
+        load_config(p)
+    # a YAML merge key is not a duplicate
+    merged = "smtp: &s {from: a@b.c, servers: [{host: h}]}\nx: {<<: *s, <<: *s}\n"
+    with pytest.raises(ConfigError, match="unknown key"):  # only for being an unknown key
+        load_config(write(tmp_path, merged))
 
 
 def test_file_that_is_not_utf8(tmp_path: Path) -> None:
