@@ -284,17 +284,26 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def _numeric(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 class JsonMetric:
     def __init__(self, m: MetricConfig) -> None:
         self.name = m.name
         self.gauge = m.type == "gauge"
-        self.where = [(k.split("."), "null" if v is None else _text(v)) for k, v in m.where.items()]
+        self.where = [
+            (k.split("."), "null" if v is None else _text(v), _numeric(v))
+            for k, v in m.where.items()
+        ]
         self.labels = [p.split(".") for p in m.label_sources.values()]
         self.value = m.value.split(".") if m.value is not None else None
 
     def key(self, obj: dict[str, Any]) -> Key | None:
-        for path, want in self.where:
+        for path, want, number in self.where:
             got = _get(obj, path)
+            if number is not None and _numeric(got) == number:
+                continue  # 1 and 1.0 are one number, whichever way each side writes it
             if (_text(got) if got is not None else "null") != want:
                 return None
         labels = tuple(_text(_get(obj, p)) for p in self.labels)

@@ -349,8 +349,9 @@ def test_json_lines_fields_where_and_parse_errors() -> None:
         b'{"level":"INFO","svc":"web","t":{"ms":12.5}}\n'
         b'{"level":"ERROR","http":{"status":"500"},"service":"db"}\n'
     )
+    data += b'{"level":"ERROR","http":{"status":500.0},"service":"web"}\n'  # the same number
     res = Matcher("json", ms).run(data, 65536)
-    expected: Counter[Key] = Counter({("api", "E1"): 1, ("db", ""): 1})
+    expected: Counter[Key] = Counter({("api", "E1"): 1, ("db", ""): 1, ("web", ""): 1})
     assert res.counts["err_total"] == expected
     assert res.counts["lat"] == Counter({("web", "12.5"): 1})
     assert res.parse_errors == 2
