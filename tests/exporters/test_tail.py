@@ -328,3 +328,18 @@ def test_stdin_reader_stops_when_told(tmp_path: Path) -> None:
         os.close(r)
         os.close(w)
     assert rig.count() == 0
+
+
+def test_truncation_while_stopped_is_read_from_zero_and_counted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    log = rig.dir / "app.log"
+    append(log, 10)
+    rig.poll()
+    rig.tailer.save_positions()
+    rig.tailer.close()
+    log.write_text("")  # copytruncate while we were stopped
+    append(log, 3, level="warn")
+    rig.restart()
+    rig.poll()
+    assert (rig.count(), rig.count("warn")) == (0, 3)
+    assert rig.self_metric("truncations_total", file=str(log)) == 1
