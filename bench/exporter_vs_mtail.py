@@ -5,7 +5,7 @@
 
 One-shot mode: generates a deterministic mixed log (nginx access lines and application
 lines with levels, services and latencies), runs ``alertmail export --one-shot``
-(``python -m exporters``), ``mtail --one_shot`` and a mawk program with the same four
+(as ``python -m receiver.cli export``), ``mtail --one_shot`` and a mawk program with the same four
 metrics, checks that all three produce identical counts, and prints lines/s, CPU seconds
 and peak RSS for each plus the ratios. Tailing mode (``--tail-seconds``, default 20):
 appends R lines/s (default 20,000) to a file the exporter follows and reports its CPU use.
@@ -247,11 +247,11 @@ def one_shot(work: Path, n: int, repeat: int = 3) -> None:
     (work / "bench.awk").write_text(AWK_PROG)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its .pyc files
+    # The command users run (`alertmail export`, through its console script's module).
+    alertmail = [sys.executable, "-m", "receiver.cli", "export", "--one-shot", "--config"]
     runs = {
-        "exporter": [sys.executable, "-m", "exporters", "--one-shot", "--config",
-                     str(work / "exporter.yml")],
-        "exporter -j": [sys.executable, "-m", "exporters", "--one-shot", "--config",
-                        str(work / "exporter-j.yml")],
+        "exporter": [*alertmail, str(work / "exporter.yml")],
+        "exporter -j": [*alertmail, str(work / "exporter-j.yml")],
         "mtail": ["mtail", "--one_shot", "--one_shot_format=prometheus", "--emit_prog_label=false",
                   "--progs", str(progs), "--logs", str(log), "--logtostderr"],
         "mawk": ["mawk", "-f", str(work / "bench.awk"), str(log)],

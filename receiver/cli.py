@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.policy import SMTP
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from receiver import __version__
-from receiver.config import Config, load_config
 from receiver.errors import AlertmailError, ConfigError, DeliveryError
 from receiver.logsetup import configure_logging
+
+if TYPE_CHECKING:
+    from receiver.config import Config
+
+# asyncio, email and the config models (pydantic) are imported by the commands that use
+# them: `alertmail export --one-shot` pays none of that start-up (~0.15 s of CPU).
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from receiver.demo import run_demo
 
         return run_demo(args)
+    from receiver.config import load_config
+
     config = load_config(args.config)
     if cmd == "check":
         return _check(config, args.config)
@@ -142,6 +148,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if cmd == "outbox":
         return _outbox(config, args)
+    import asyncio
+
     if cmd == "test-email":
         return asyncio.run(_test_email(config, args.to))
     if cmd == "report":
@@ -287,6 +295,8 @@ def _print_rows(rows: Sequence[object], config: Config) -> None:
 
 
 async def _test_email(config: Config, to: str) -> int:
+    import email.policy
+
     from receiver.channels.email import SendResult
     from receiver.render import Renderer, envelope_address, make_message_id
     from receiver.runtime import build_smtp
@@ -305,7 +315,7 @@ async def _test_email(config: Config, to: str) -> int:
         )
         try:
             results = await chain.probe(
-                msg.as_bytes(policy=SMTP), envelope_address(config.smtp.from_), [to]
+                msg.as_bytes(policy=email.policy.SMTP), envelope_address(config.smtp.from_), [to]
             )
         except DeliveryError as exc:
             print(f"not sent: {exc}", file=sys.stderr)
