@@ -164,3 +164,24 @@ def test_one_shot_reads_stdin(tmp_path: Path) -> None:
     got = samples(out.stdout.decode())
     assert value(got, "lines_total", l="info") == 2 and value(got, "lines_total", l="warn") == 1
     assert value(got, "alertmail_exporter_lines_read_total", file="-") == 3
+
+
+def test_alertmail_export_one_shot_imports_nothing_it_does_not_use(tmp_path: Path) -> None:
+    import subprocess
+
+    cfg = tmp_path / "x.yml"
+    log = tmp_path / "x.log"
+    log.write_text("level=info\n")
+    metric = {"name": "lines_total", "type": "counter", "match": "level="}
+    cfg.write_text(yaml.safe_dump({"sources": [{"path": str(log)}], "metrics": [metric]}))
+    code = (
+        "import sys; from receiver.cli import main; "
+        f"rc = main(['export', '--one-shot', '--config', {str(cfg)!r}]); "
+        "heavy = [m for m in ('pydantic', 'asyncio', 'aiohttp', 'prometheus_client', "
+        "'email.policy') if m in sys.modules]; print('HEAVY', heavy, rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "lines_total 1.0" in out or "lines_total 1" in out
+    assert "HEAVY [] 0" in out  # start-up is part of every one-shot run's CPU time
