@@ -53,6 +53,7 @@ def _records(attempts: Sequence[Attempt]) -> list[AttemptRecord]:
 
 class OutboxWorker:
     channel = ""
+    RECORD_WAITS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)  # riding out a busy database, in seconds
 
     def __init__(
         self,
@@ -71,6 +72,10 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Outcomes the store would not take (see _record): stored again from the loop, so
+        # the message (and its thread, whose next message waits for it) is not left
+        # 'sending' until a restart.
+        self._unrecorded: dict[int, Outcome] = {}
 
     # -- what a channel defines -----------------------------------------------------------
     def concurrency(self) -> int:
@@ -92,6 +97,8 @@ class OutboxWorker:
         while not self._stopping:
             self._wake.clear()
             try:
+                if self._unrecorded:
+                    await self._record_late()
                 started = await self._claim_and_start()
                 if started is Claimed.MORE:
                     continue  # there may be more due right now
@@ -157,21 +164,30 @@ class OutboxWorker:
     ) -> str | None:
         """Write an outcome, riding out a busy database: losing it would resend the message.
 
-        Returns the state stored, or None when it could not be stored."""
-        for wait in (0.1, 0.5, 1.0, 2.0, 5.0, 10.0):
+        Returns the state stored, or None when it could not be stored (yet)."""
+        outcome = Outcome(outbox_id, self.clock(), state, attempts, fields)
+        for wait in self.RECORD_WAITS:
             try:
-                return await self.store.finish(
-                    Outcome(outbox_id, self.clock(), state, attempts, fields)
-                )
+                return await self.store.finish(outcome)
             except StoreError as exc:
                 log.warning(
                     "recording message %d as %s failed (%s); retrying", outbox_id, state, exc
                 )
                 await asyncio.sleep(wait)
         log.error(
-            "message %d stays 'sending' until restart: its outcome could not be stored", outbox_id
+            "message %d stays 'sending' until its outcome can be stored (retried every %gs)",
+            outbox_id,
+            IDLE_POLL,
         )
+        self._unrecorded[outbox_id] = outcome
         return None
+
+    async def _record_late(self) -> None:
+        """Store the outcomes _record had to give up on; StoreError while it still cannot."""
+        for outbox_id, outcome in list(self._unrecorded.items()):
+            await self.store.finish(outcome)
+            del self._unrecorded[outbox_id]
+            log.info("message %d: its outcome (%s) is stored now", outbox_id, outcome.state)
 
     async def _dead(
         self, row: OutboxRow, error: str, attempts: list[AttemptRecord], **fields: Any

@@ -111,3 +111,35 @@ def test_backoff_is_capped_and_never_overflows() -> None:
             assert 0.0 <= delay <= 60.0
     assert backoff_delay(1, 1.0, 60.0, 0.5) == 1.0  # the middle of +-20% jitter
     assert backoff_delay(3, 1.0, 60.0, 0.0) == pytest.approx(3.2)  # 4 s, -20%
+
+
+async def test_an_outcome_the_store_would_not_take_is_stored_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from receiver.errors import StoreError
+
+    async with smtp_sink() as sink, running(make_config(tmp_path, [server(sink)])) as rx:
+        worker, store = rx.app[EMAIL_WORKER], rx.app[STORE]
+        monkeypatch.setattr(worker, "RECORD_WAITS", (0.01,))
+        finish = store.finish
+        refusals = [3]
+
+        async def busy(outcome: Any) -> str:
+            if refusals[0]:
+                refusals[0] -= 1
+                raise StoreError("database is locked")
+            return await finish(outcome)
+
+        monkeypatch.setattr(store, "finish", busy)
+        assert (await rx.post(load_fixture("firing_single.json"))).status == 200
+        await wait_mail(sink, 1)
+
+        async def states() -> list[str]:
+            return [r.state for r in await store.run(store.store.list_outbox)]
+
+        for _ in range(200):  # the worker stores it once the database takes writes again
+            if await states() == ["sent"]:
+                break
+            await asyncio.sleep(0.05)
+        assert await states() == ["sent"]
+        assert refusals == [0] and len(sink.messages) == 1  # recorded, not sent again
