@@ -14,9 +14,10 @@ import os
 import sys
 
 from exporters.config import ExporterConfig
+from exporters.lines import Splitter
 from exporters.match import ChunkResult, Matcher
 from exporters.metrics import Store
-from exporters.tail import READ_SIZE, Followed, Splitter, flush, read_fd, read_stream
+from exporters.tail import READ_SIZE, Followed, flush, read_fd, read_stream
 
 log = logging.getLogger(__name__)
 PARALLEL_MIN = 32 << 20  # below this, forking costs more than it saves

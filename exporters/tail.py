@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.config import ExporterConfig, SourceConfig
+from exporters.lines import Splitter
 from exporters.match import ChunkResult, Matcher
 from exporters.metrics import Store
 
@@ -34,69 +35,6 @@ READ_SIZE = 1 << 20
 POLL_BUDGET = 64 << 20  # bytes per file per poll, so one huge backlog does not starve others
 HEAD = 1024  # bytes hashed to spot a replaced file
 ROTATED_GRACE = 5.0
-
-
-class Splitter:
-    """Carries the partial last line between reads; drops lines over ``limit`` bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.carry = b""
-        self.discarding = False
-
-    def feed(self, data: bytes) -> tuple[bytes, int]:
-        """Whole lines (ending in newline) available now, and lines dropped as too long."""
-        dropped = 0
-        if self.discarding:
-            i = data.find(b"\n")
-            if i < 0:
-                return b"", 0
-            data = data[i + 1 :]
-            self.discarding = False
-        buf = self.carry + data if self.carry else data
-        j = buf.rfind(b"\n")
-        rest = buf[j + 1 :]
-        if len(rest) > self.limit:
-            self.carry, self.discarding, dropped = b"", True, 1
-        else:
-            self.carry = rest
-        return (buf[: j + 1] if j >= 0 else b""), dropped
-
-    def take(self, data: bytes) -> tuple[bytes, int, int, int]:
-        """Like :meth:`feed` without copying ``data``: ``(head, start, end, dropped)``.
-
-        The whole lines available now are ``head + data[start:end]``: ``head`` is the carried
-        partial line completed by the first line of ``data`` (``b""`` without a carry).
-        """
-        start = 0
-        if self.discarding:
-            i = data.find(b"\n")
-            if i < 0:
-                return b"", 0, 0, 0
-            start = i + 1
-            self.discarding = False
-        j = data.rfind(b"\n", start)
-        head = b""
-        if j < 0:
-            rest = self.carry + data[start:]
-            end = start
-        else:
-            if self.carry:
-                i = data.find(b"\n", start)
-                head, start = self.carry + data[start : i + 1], i + 1
-            end = j + 1
-            rest = data[end:]
-        if len(rest) > self.limit:
-            self.carry, self.discarding = b"", True
-            return head, start, end, 1
-        self.carry = rest
-        return head, start, end, 0
-
-    def flush(self) -> bytes:
-        """At the end of a one-shot read: the unterminated last line, terminated."""
-        out = self.carry + b"\n" if self.carry else b""
-        self.carry, self.discarding = b"", False
-        return out
 
 
 def _head(fd: int, length: int) -> str:
