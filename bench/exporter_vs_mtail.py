@@ -319,7 +319,7 @@ def tailing(work: Path, seconds: float, rate: int) -> None:
     )
     cfg.write_text(text.replace("127.0.0.1:0", "127.0.0.1:19146"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "exporters", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "receiver.cli", "export", "--config", str(cfg)]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)

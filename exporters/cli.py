@@ -37,5 +37,6 @@ def run(config_path: str, one_shot: bool = False) -> int:
 
     host, _, port = cfg.listen.rpartition(":")
     log.info("exporter listening on %s", cfg.listen)
-    web.run_app(create_app(cfg), host=host or None, port=int(port), print=None)
+    # "[::1]:9146": aiohttp wants the address without its brackets
+    web.run_app(create_app(cfg), host=host.strip("[]") or None, port=int(port), print=None)
     return 0

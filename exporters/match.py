@@ -181,8 +181,9 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _numeric(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+def _numeric(v: Any) -> int | float | None:
+    # kept as int or float: Python compares the two exactly (no float() of a huge int)
+    return v if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 class JsonMetric:

@@ -183,11 +183,16 @@ class OutboxWorker:
         return None
 
     async def _record_late(self) -> None:
-        """Store the outcomes _record had to give up on; StoreError while it still cannot."""
+        """Store the outcomes _record had to give up on, each on its own: one the store
+        keeps refusing must not hold up the others, nor the claiming of new messages."""
         for outbox_id, outcome in list(self._unrecorded.items()):
-            await self.store.finish(outcome)
+            try:
+                stored = await self.store.finish(outcome)
+            except StoreError as exc:
+                log.warning("message %d: its outcome still cannot be stored: %s", outbox_id, exc)
+                continue
             del self._unrecorded[outbox_id]
-            log.info("message %d: its outcome (%s) is stored now", outbox_id, outcome.state)
+            log.info("message %d: its outcome is stored now (%s)", outbox_id, stored)
 
     async def _dead(
         self, row: OutboxRow, error: str, attempts: list[AttemptRecord], **fields: Any
@@ -253,6 +258,8 @@ class OutboxWorker:
         pending = set(self._inflight)
         for task in pending:
             task.cancel()
+        if self._unrecorded:  # the store is still open: a last try, else resent on start
+            await self._record_late()
         if pending:
             log.warning(
                 "%d %s delivery(s) cut off at shutdown; resent on start",

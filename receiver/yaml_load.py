@@ -15,12 +15,29 @@ from yaml.constructor import ConstructorError
 _BASE: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_SPECIAL_KEYS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")  # `<<` and `=`
+
+
 class _UniqueKeyLoader(_BASE):  # type: ignore[misc]
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # A mapping merged into another (`<<: &b {...}`) gets the keys it merges itself
+        # prepended here; seen again through an alias (*b), those are not duplicates.
+        if not hasattr(self, "_flattened"):
+            self._flattened: set[int] = set()
+        self._flattened.add(id(node))
+        super().flatten_mapping(node)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if id(node) not in getattr(self, "_flattened", ()):
+            self._check_unique(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+    def _check_unique(self, node: yaml.MappingNode, deep: bool) -> None:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *base` may repeat; its keys are merged by the base class
+            if key_node.tag in _SPECIAL_KEYS:
+                continue  # `<<: *base` may repeat; the base class merges its keys
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
@@ -34,8 +51,6 @@ class _UniqueKeyLoader(_BASE):  # type: ignore[misc]
                     f"found the key {key!r} twice",
                     key_node.start_mark,
                 )
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
 
 
 def load_yaml(text: str) -> Any:

@@ -271,6 +271,8 @@ def test_json_lines_fields_where_and_parse_errors() -> None:
         b'{"level":"ERROR","http":{"status":"500"},"service":"db"}\n'
     )
     data += b'{"level":"ERROR","http":{"status":500.0},"service":"web"}\n'  # the same number
+    data += b'{"level":"ERROR","http":{"status":' + b"9" * 400 + b'},"service":"x"}\n'
+    data += b'{"level":"ERROR","http":{"status":500000000000000001},"service":"y"}\n'
     res = Matcher("json", ms).run(data, 65536)
     expected: Counter[Key] = Counter({("api", "E1"): 1, ("db", ""): 1, ("web", ""): 1})
     assert res.counts["err_total"] == expected

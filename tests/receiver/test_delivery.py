@@ -143,3 +143,23 @@ async def test_an_outcome_the_store_would_not_take_is_stored_later(
             await asyncio.sleep(0.05)
         assert await states() == ["sent"]
         assert refusals == [0] and len(sink.messages) == 1  # recorded, not sent again
+
+
+async def test_stop_makes_a_last_try_at_storing_outcomes(tmp_path: Path) -> None:
+    from receiver.delivery import EmailWorker
+    from receiver.keys import METRICS, RUNTIME
+    from receiver.store import NewMessage
+    from receiver.store_types import Outcome
+
+    # No smtp: the app's own email worker claims nothing here.
+    async with running(make_config(tmp_path, [], smtp=None, routes=[])) as rx:
+        store = rx.app[STORE]
+        message = NewMessage("email", '["a@example.com"]', "test", 0, b"m", 1.0)
+        await store.run(store.store.enqueue, [message], 1.0)
+        # claimed and sent by a worker whose outcome the store refused at the time
+        (row,) = await store.run(store.store.claim_due, "email", 2.0, 1)
+        worker = EmailWorker(store, rx.app[RUNTIME], rx.app[METRICS])  # its loop not running
+        worker._unrecorded[row.id] = Outcome(row.id, 3.0, "sent", [], {"server": "mx"})
+        await worker.stop(0.1)
+        (after,) = await store.run(store.store.list_outbox)
+    assert (after.state, after.server) == ("sent", "mx")
