@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,6 +34,8 @@ from receiver.units import parse_duration, parse_size
 from receiver.yaml_load import load_yaml
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# true/false as YAML writes them (yes/no/on/off too): not pydantic's lax "yes" or 1 strings
+Flag = Annotated[bool, Strict()]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
@@ -94,7 +97,7 @@ class WebhookAuth(_Model):
 
 class UiAuth(_Model):
     basic_auth: BasicAuth | None = None
-    write: bool = False
+    write: Flag = False
 
 
 class Storage(_Model):
@@ -126,14 +129,14 @@ class TlsClientConfig(_Model):
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None
-    insecure_skip_verify: bool = False
+    insecure_skip_verify: Flag = False
 
 
 class SmtpServer(_Model):
     host: str
     port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool | None = None  # None: use it when offered (like Alertmanager's require_tls off)
-    tls: bool = False  # implicit TLS (port 465)
+    starttls: Flag | None = None  # None: use it when offered (like Alertmanager's require_tls off)
+    tls: Flag = False  # implicit TLS (port 465)
     username: str | None = None
     password: SecretStr | None = None
     password_file: str | None = None
@@ -250,7 +253,7 @@ class Route(_Model):
     mode: Literal["immediate", "digest"] = "immediate"
     every: PositiveDuration = 3600.0  # digest windows: 0 would divide by zero
     quiet_hours: QuietHours | None = None
-    continue_: bool = Field(default=False, alias="continue")
+    continue_: Flag = Field(default=False, alias="continue")
 
     @field_validator("email")
     @classmethod

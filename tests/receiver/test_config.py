@@ -101,6 +101,7 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
         ("routes: [{slack: [nope]}]\n", "", "no slack.webhooks entry named 'nope'"),
         ("timezone: America\n", "timezone", "unknown time zone"),  # a folder of zones
         ('listen: "::1"\n', "listen", "in brackets"),
+        ('ui_auth: {write: "yes"}\n', "ui_auth.write", "valid boolean"),  # a string, not true
         ("routes: [{mode: digest, every: 0s}]\n", "routes[0].every", "greater than 0"),
         ("dedup_window: .inf\n", "dedup_window", "finite"),
         ("a: &a [*a]\n", "", "refers to itself"),
