@@ -198,9 +198,9 @@ class JsonMetric:
         self.value = m.value.split(".") if m.value is not None else None
 
     def key(self, obj: dict[str, Any]) -> Key | None:
-        for path, want, number in self.where:
+        for path, want, want_number in self.where:
             got = _get(obj, path)
-            if number is not None and _numeric(got) == number:
+            if want_number is not None and _numeric(got) == want_number:
                 continue  # 1 and 1.0 are one number, whichever way each side writes it
             if (_text(got) if got is not None else "null") != want:
                 return None

@@ -43,7 +43,7 @@ def run_once(cfg: ExporterConfig, store: Store) -> None:
                 continue
             seen.add((st.st_dev, st.st_ino))
             store.add_file(path)
-            size = os.path.getsize(path)
+            size = st.st_size
             want = cfg.one_shot_workers or os.cpu_count() or 1
             workers = min(want, size // (PARALLEL_MIN // 2))
             if source.format == "regex" and size >= PARALLEL_MIN and workers > 1:

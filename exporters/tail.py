@@ -244,7 +244,6 @@ class Tailer:
                 f.offset = int(entry["offset"])
                 f.splitter.discarding = bool(entry.get("discarding"))
             else:  # truncated (or rewritten in place) while we were stopped: from 0
-                self.store.add_file(f.label)
                 self.store.truncations.labels(f.label).inc()
         elif not self.started and self.first_start and src.start == "end":
             f.offset = st.st_size

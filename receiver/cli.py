@@ -18,6 +18,7 @@ from receiver.logsetup import configure_logging
 
 if TYPE_CHECKING:
     from receiver.config import Config
+    from receiver.store import OutboxRow
 
 # asyncio, email and the config models (pydantic) are imported by the commands that use
 # them: `alertmail export --one-shot` pays none of that start-up (~0.15 s of CPU).
@@ -220,14 +221,12 @@ def _outbox(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
-def _why_unchanged(row: object | None, outbox_id: int) -> None:
-    from receiver.store import OutboxRow
-
+def _why_unchanged(row: OutboxRow | None, outbox_id: int) -> None:
     if row is None:
         print(f"no message {outbox_id} in the outbox", file=sys.stderr)
-    elif isinstance(row, OutboxRow) and row.state == "sending":
+    elif row.state == "sending":
         print(f"message {outbox_id} is being sent right now; try again after", file=sys.stderr)
-    elif isinstance(row, OutboxRow):
+    else:
         print(f"message {outbox_id} is {row.state}: nothing to do", file=sys.stderr)
 
 

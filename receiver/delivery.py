@@ -247,14 +247,11 @@ class OutboxWorker:
         self._wake.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pending: set[asyncio.Task[None]] = set()
         # Deliveries started after stop began (by a claim already under way) are waited
         # for too; a claim still under way when this returns leaves its rows 'sending',
         # and the next start sends them (they were never started).
         while self._inflight and loop.time() < deadline:
-            _, pending = await asyncio.wait(
-                set(self._inflight), timeout=max(0.0, deadline - loop.time())
-            )
+            await asyncio.wait(set(self._inflight), timeout=max(0.0, deadline - loop.time()))
         pending = set(self._inflight)
         for task in pending:
             task.cancel()

@@ -269,15 +269,10 @@ class Dispatcher:
         if not jobs:
             return
         # One notification's jobs (recipients split by split_by_root) share its graphs.
-        unique = list({id(job.n): job.n for job in jobs}.values())
-        drawn = dict(
-            zip(
-                (id(n) for n in unique),
-                await asyncio.gather(*(self._graphs(n, now) for n in unique)),
-                strict=True,
-            )
-        )
-        graphs = [drawn[id(job.n)] for job in jobs]
+        unique = {id(job.n): job.n for job in jobs}
+        drawn = await asyncio.gather(*(self._graphs(n, now) for n in unique.values()))
+        by_id = dict(zip(unique, drawn, strict=True))
+        graphs = [by_id[id(job.n)] for job in jobs]
         smtp = self.runtime.config.smtp
         pool = self.runtime.render_pool
         assert smtp is not None and pool is not None

@@ -419,7 +419,7 @@ class Renderer:
         # label becomes clean text instead of an exception that blocks a notification.
         msg = EmailMessage(policy=email.policy.SMTP)
         for name, value in fields:
-            msg[name] = render_mime.literal_text(value) if name == "Subject" else value
+            msg[name] = value
         return msg
 
     def _header_fields(
@@ -428,7 +428,8 @@ class Renderer:
         return [
             ("From", header_value(sender)),
             ("To", ", ".join(header_value(r) for r in to if r.strip())),
-            ("Subject", subject),
+            # untrusted (labels): no encoded-word in it may decode (see literal_text)
+            ("Subject", render_mime.literal_text(subject)),
             ("Date", email.utils.format_datetime(aware(now).astimezone(self.timezone))),
             ("Message-ID", header_value(message_id)),
             # RFC 3834 / Exchange: keep vacation responders and auto-replies from looping

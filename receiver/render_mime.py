@@ -52,7 +52,7 @@ def literal_text(value: str) -> str:
     ``=?`` means no encoded-word starts there; the word is then written encoded itself,
     so clients show the text as it was.
     """
-    return value.replace("=?", "=\u2060?") if "=?" in value else value
+    return value.replace("=?", "=\u2060?")
 
 
 @functools.lru_cache(maxsize=512)
@@ -63,8 +63,6 @@ def header(name: str, value: str) -> Header:
     # The same refusal `EmailMessage.__setitem__` makes: a header must stay one header.
     if len(value.splitlines()) > 1:
         raise ValueError("Header values may not contain linefeed or carriage return characters")
-    if name.lower() == "subject":
-        value = literal_text(value)
     h = POLICY.header_factory(name, value)
     return Header(h.fold(policy=POLICY).encode("ascii", "surrogateescape"), str(h))
 

@@ -115,17 +115,14 @@ async def reload_runtime(current: Runtime, metrics: ReceiverMetrics) -> Runtime:
     if current.config_path is None:
         raise ConfigError("<config>", "", "started without a config file; nothing to reload")
     try:
-        try:
-            config = load_config(current.config_path)
-            new = build_runtime(config, current.config_path, metrics)
-        except ConfigError:
-            raise
-        except Exception as exc:  # whatever fails, the running config stays
-            raise ConfigError(str(current.config_path), "", f"cannot load: {exc!r}") from exc
-    except ConfigError:
+        config = load_config(current.config_path)
+        new = build_runtime(config, current.config_path, metrics)
+    except Exception as exc:  # whatever fails, the running config stays
         metrics.reload_ok.set(0)
         metrics.reloads.labels("failure").inc()
-        raise
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(current.config_path), "", f"cannot load: {exc!r}") from exc
     if config.storage.path != current.config.storage.path:
         log.warning("storage.path changed; it takes effect on restart only")
     metrics.reload_ok.set(1)

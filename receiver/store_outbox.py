@@ -13,7 +13,12 @@ from typing import Any
 from receiver.errors import StoreError
 from receiver.store_mixin import StoreMixin
 from receiver.store_supersede import REASON as SUPERSEDED
-from receiver.store_supersede import email_key, newer_recipients, superseded_by_newer
+from receiver.store_supersede import (
+    email_key,
+    newer_recipients,
+    recipients_of,
+    superseded_by_newer,
+)
 from receiver.store_types import _OUTBOX_COLS, AttemptRecord, OutboxRow, Outcome, _outbox_row
 
 
@@ -40,11 +45,8 @@ def reached_by(target: str, results: str | None) -> frozenset[str] | None:
     """Who a sent email reached: its recipients (``target``, a JSON list) less those whose
     server refused them (``recipients_result``: recipient -> SMTP reply). None when the
     target cannot be read."""
-    try:
-        recipients = json.loads(target)
-    except ValueError:
-        return None
-    if not isinstance(recipients, list):
+    recipients = recipients_of(target)
+    if recipients is None:
         return None
     try:
         replies = json.loads(results) if results else {}
@@ -55,15 +57,12 @@ def reached_by(target: str, results: str | None) -> frozenset[str] | None:
         if isinstance(replies, dict)
         else set()
     )
-    return frozenset(str(r) for r in recipients) - refused
+    return frozenset(recipients) - refused
 
 
 def _reaches_all(reached: frozenset[str] | None, target: str) -> bool:
-    try:
-        recipients = json.loads(target)
-    except ValueError:
-        return True
-    return reached is None or not isinstance(recipients, list) or set(recipients) <= reached
+    recipients = recipients_of(target)
+    return reached is None or recipients is None or set(recipients) <= reached
 
 
 def _settle_root(

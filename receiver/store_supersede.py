@@ -21,7 +21,8 @@ def email_key(thread_id: int, recipients: list[str]) -> str:
     return f"{thread_id}:email:{json.dumps(recipients)}"
 
 
-def _recipients(target: str) -> list[str] | None:
+def recipients_of(target: str) -> list[str] | None:
+    """An email row's recipients (its JSON ``target``), or None when it cannot be read."""
     try:
         value = json.loads(target)
     except ValueError:
@@ -37,7 +38,7 @@ def supersede_older(db: sqlite3.Connection, thread_id: int, target: str, now: fl
     """A new email of the thread is queued: its older undelivered ones lose the recipients
     of ``target`` (superseded when none is left, else narrowed). Returns how many were
     superseded."""
-    newer = set(_recipients(target) or ())
+    newer = set(recipients_of(target) or ())
     if not newer:
         return 0
     rows = db.execute(
@@ -47,7 +48,7 @@ def supersede_older(db: sqlite3.Connection, thread_id: int, target: str, now: fl
     ).fetchall()
     superseded = 0
     for outbox_id, old_target in rows:
-        old = _recipients(old_target)
+        old = recipients_of(old_target)
         if old is None:
             continue
         rest = [r for r in old if r not in newer]
@@ -71,7 +72,7 @@ def newer_recipients(db: sqlite3.Connection, thread_id: int, place: int) -> set[
         "AND COALESCE(origin_id, id)>? AND state IN ('queued','retrying','sending','sent')",
         (thread_id, place),
     ):
-        covered.update(_recipients(target) or ())
+        covered.update(recipients_of(target) or ())
     return covered
 
 
@@ -88,13 +89,15 @@ def superseded_by_newer(db: sqlite3.Connection, outbox_id: int) -> bool:
         return False
     channel, thread_id, target, key, place = row
     if not by_recipient(channel, thread_id):
+        if key is None:
+            return False
         newer = db.execute(
             "SELECT 1 FROM outbox WHERE supersede_key=? AND id>? AND state IN "
             "('queued','retrying','sending','sent') LIMIT 1",
             (key, outbox_id),
         ).fetchone()
-        return key is not None and newer is not None
-    old = _recipients(target)
+        return newer is not None
+    old = recipients_of(target)
     if old is None:
         return False
     covered = newer_recipients(db, thread_id, place)

@@ -216,19 +216,23 @@ def test_file_rotated_while_stopped_is_finished_then_new_one_read(tmp_path: Path
     assert rig.count() == 7
 
 
-def test_replaced_file_with_same_inode_is_read_from_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lines", [12, 3])  # longer than the offset, or shorter
+def test_file_rewritten_while_stopped_is_read_from_start_and_counted(
+    tmp_path: Path, lines: int
+) -> None:
     rig = Rig(tmp_path)
     log = rig.dir / "app.log"
     append(log, 10)
     rig.poll()
     rig.tailer.save_positions()
     rig.tailer.close()
-    with log.open("r+") as fh:  # same inode, different content, longer than the offset
+    with log.open("r+") as fh:  # same inode, different content (copytruncate while stopped)
         fh.truncate(0)
-    append(log, 12, level="warn")
+    append(log, lines, level="warn")
     rig.restart()
     rig.poll()
-    assert (rig.count(), rig.count("warn")) == (0, 12)
+    assert (rig.count(), rig.count("warn")) == (0, lines)
+    assert rig.self_metric("truncations_total", file=str(log)) == 1
 
 
 def test_glob_picks_up_new_files_while_running(tmp_path: Path) -> None:
@@ -328,18 +332,3 @@ def test_stdin_reader_stops_when_told(tmp_path: Path) -> None:
         os.close(r)
         os.close(w)
     assert rig.count() == 0
-
-
-def test_truncation_while_stopped_is_read_from_zero_and_counted(tmp_path: Path) -> None:
-    rig = Rig(tmp_path)
-    log = rig.dir / "app.log"
-    append(log, 10)
-    rig.poll()
-    rig.tailer.save_positions()
-    rig.tailer.close()
-    log.write_text("")  # copytruncate while we were stopped
-    append(log, 3, level="warn")
-    rig.restart()
-    rig.poll()
-    assert (rig.count(), rig.count("warn")) == (0, 3)
-    assert rig.self_metric("truncations_total", file=str(log)) == 1
